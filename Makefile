@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-slow test-all bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job end to end on the embedded digits data: train, export every default format, verify.
+demo: $(STAMP)
+	$(PY) -m training train --data digits --out saved_models/demo --overwrite
+	$(PY) -m export export saved_models/demo --overwrite
+
+# Fast suite (< 20 min on 2 cores). pytest exit 5 ("no tests ran") fails the target.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/inference.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
