@@ -1,0 +1,242 @@
+"""The model zoo: a plain dict registry of spec builders, architectures as data.
+
+Every registered function has the keras.applications signature
+``fn(input_shape, num_classes, *, include_top=True, pooling=None, classifier_activation="softmax",
+name=..., **architecture_arguments) -> ModelSpec``; :func:`create_model` builds it. As in timm,
+``None`` overrides are dropped so CLI defaults never override model defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from typing import Any, Callable, Sequence
+
+from cnnkeras._keras import keras
+from cnnkeras.builder import build_model
+from cnnkeras.errors import SpecError
+from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Pool, Residual, \
+    validate_input_shape
+
+logger = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+# Architectures as data.
+VGG_CFGS: dict[str, list] = {"vgg_small": [32, 32, "M", 64, 64, "M", 128, 128, "M"]}
+LENET5_CFG: dict[str, Any] = {"convs": [6, 16], "kernel": 5, "fc": [120, 84]}
+RESNET_CFGS: dict[str, list[int]] = {"resnet8": [16, 32, 64]}  # MLPerf Tiny image classification
+DS_CNN_CFG: dict[str, Any] = {"stem": 64, "blocks": [64, 64, 64, 64]}  # MLPerf Tiny keyword spotting
+MOBILENET_TINY_CFG: list[tuple[int, int]] = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1)]  # (filters, stride)
+FCN_SEGMENTER_CFG: list[int] = [16, 32, 32]
+
+
+def register_model(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Register a model builder under its function name (or ``name``).
+
+    The builder returns a :class:`ModelSpec` (preferred: it can be summarized, saved and rebuilt)
+    or a ``keras.Model``.
+
+    Args:
+        fn: The builder (when used as a bare ``@register_model`` decorator).
+        name: Registry name; defaults to ``fn.__name__``.
+
+    Returns:
+        The builder, unchanged (or a decorator when called with keyword arguments only).
+    """
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name or f.__name__] = f
+        return f
+    return wrap(fn) if fn is not None else wrap
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted.
+
+    Returns:
+        The registry names.
+    """
+    return sorted(_REGISTRY)
+
+
+def _lookup(name: str) -> Callable[..., Any]:
+    if name not in _REGISTRY:
+        match = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.5)
+        hint = f" Did you mean '{match[0]}'?" if match else ""
+        raise SpecError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}. "
+                        "Or pass a spec file (YAML/JSON).")
+    return _REGISTRY[name]
+
+
+def _call(name: str, input_shape: Any, num_classes: int, overrides: dict[str, Any]) -> Any:
+    fn = _lookup(name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    params = inspect.signature(fn).parameters
+    allowed = [p for p in params if p not in ("input_shape", "num_classes")]
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in overrides:
+            if key not in allowed:
+                match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+                hint = f" Did you mean '{match[0]}'?" if match else ""
+                raise SpecError(f"model {name!r} has no argument {key!r}.{hint} Allowed: {', '.join(allowed)}.")
+    input_shape = validate_input_shape(input_shape)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise SpecError(f"num_classes must be an integer >= 1. Received: num_classes={num_classes!r}")
+    try:
+        return fn(input_shape=input_shape, num_classes=num_classes, **overrides)
+    except TypeError as exc:  # a wrongly typed argument inside the builder
+        raise SpecError(f"model {name!r}: bad argument: {exc}") from None
+
+
+def get_spec(name: str, input_shape: Sequence[int], num_classes: int, **overrides: Any) -> ModelSpec:
+    """The :class:`ModelSpec` of a zoo model.
+
+    Args:
+        name: A name from :func:`list_models`.
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        **overrides: Architecture arguments of that model (``None`` values are ignored).
+
+    Returns:
+        The validated spec.
+    """
+    spec = _call(name, input_shape, num_classes, overrides)
+    if not isinstance(spec, ModelSpec):
+        raise SpecError(f"model {name!r} is registered as a Keras builder, not as a spec; use create_model().")
+    return spec
+
+
+def create_model(name: str, input_shape: Sequence[int], num_classes: int, **overrides: Any) -> keras.Model:
+    """Build a zoo model.
+
+    Args:
+        name: A name from :func:`list_models`.
+        input_shape: ``(height, width, channels)``; the model takes raw 0..255 pixels.
+        num_classes: Number of classes.
+        **overrides: Architecture arguments of that model (``None`` values are ignored).
+
+    Returns:
+        An uncompiled functional ``keras.Model``.
+    """
+    made = _call(name, input_shape, num_classes, overrides)
+    return build_model(made) if isinstance(made, ModelSpec) else made
+
+
+def default_model_for(input_shape: Sequence[int]) -> str:
+    """The zoo model a dataset gets when the user names none.
+
+    Small images (shorter side below 32, e.g. 8x8 digits or 28x28 MNIST) get ``simple_cnn``
+    (two stages of two 'same' convs with batch norm, ~99% on digits); larger ones get ``resnet8``,
+    whose global pooling keeps the parameter count independent of the image size.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+
+    Returns:
+        A name from :func:`list_models`.
+    """
+    h, w, _ = validate_input_shape(input_shape)
+    return "simple_cnn" if min(h, w) < 32 else "resnet8"
+
+
+def _assemble(name: str, input_shape: Any, num_classes: int, features: list, top: list, *,
+              include_top: bool, pooling: str | None, classifier_activation: str | None,
+              head: str = "classifier") -> ModelSpec:
+    """Join the feature layers with the top (or a global pooling when ``include_top=False``)."""
+    if pooling not in (None, "avg", "max"):
+        raise SpecError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    activation = classifier_activation or "linear"
+    if include_top:
+        return ModelSpec(name=name, input_shape=input_shape, num_classes=num_classes, layers=features + top,
+                         head=Head(type=head, activation=activation))
+    tail = [GlobalPool(mode=pooling, name=f"{pooling}_pool")] if pooling else []
+    return ModelSpec(name=name, input_shape=input_shape, num_classes=num_classes, layers=features + tail,
+                     head=Head(type="none"))
+
+
+def _as_list(value: int | Sequence[int], count: int, what: str) -> list[int]:
+    if isinstance(value, int):
+        return [value * 2 ** i for i in range(count)]
+    value = list(value)
+    if len(value) != count:
+        raise SpecError(f"{what} must be an int (doubled per stage) or a list of {count} values. Received: {value!r}")
+    return value
+
+
+@register_model
+def simple_cnn(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+               pooling: str | None = None, classifier_activation: str | None = "softmax",
+               name: str = "simple_cnn", convs_per_stage: int = 2, stages: int = 2, fc_layers: int = 1,
+               filters: int | Sequence[int] = 32, units: int = 128, kernel: int = 3, batch_norm: bool = True,
+               dropout: float = 0.5, padding: str = "same", top: str = "flatten") -> ModelSpec:
+    """INPUT -> [[CONV -> RELU] * N -> POOL] * M -> [FC -> RELU] * K -> FC.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add the FC layers and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"`` global pooling.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        convs_per_stage: N, convolutions per stage.
+        stages: M, stages (each ends with a 2x2 max pool).
+        fc_layers: K, hidden fully connected layers.
+        filters: First stage's filters (doubled per stage) or one value per stage.
+        units: Units of each hidden FC layer.
+        kernel: Convolution kernel size.
+        batch_norm: Conv -> BN -> ReLU instead of Conv(ReLU).
+        dropout: Dropout after each hidden FC layer.
+        padding: Convolution padding (``same``, ``valid`` or an int).
+        top: ``"flatten"`` or ``"avg"`` (global average pooling) before the FC layers.
+
+    Returns:
+        The model spec.
+    """
+    widths = _as_list(filters, stages, "filters")
+    features: list = []
+    for s in range(stages):
+        for c in range(convs_per_stage):
+            features.append(Conv(filters=widths[s], kernel=kernel, padding=padding, batch_norm=batch_norm,
+                                 name=f"block{s + 1}_conv{c + 1}"))
+        features.append(Pool(mode="max", size=2, name=f"block{s + 1}_pool"))
+    if top not in ("flatten", "avg"):
+        raise SpecError(f"top must be 'flatten' or 'avg'. Received: top={top!r}")
+    head_layers: list = [Flatten(name="flatten") if top == "flatten" else GlobalPool(name="avg_pool")]
+    head_layers += [Dense(units=units, dropout=dropout, name=f"fc{k + 1}") for k in range(fc_layers)]
+    return _assemble(name, input_shape, num_classes, features, head_layers, include_top=include_top,
+                     pooling=pooling, classifier_activation=classifier_activation)
+
+
+@register_model
+def lenet5(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True, pooling: str | None = None,
+           classifier_activation: str | None = "softmax", name: str = "lenet5", activation: str = "tanh",
+           padding: str | int = "valid") -> ModelSpec:
+    """LeNet-5 (LeCun et al., 1998): 2 x (conv 5x5 -> avg pool 2) -> FC 120 -> FC 84 -> FC.
+
+    61,706 parameters on 32x32x1 with 10 classes. Inputs below 16x16 (with valid padding) are too small:
+    the second 5x5 convolution would not fit, which raises a ``SpecError``.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add the FC layers and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        activation: Hidden activation (``tanh`` as in the paper; ``relu`` trains faster).
+        padding: Convolution padding (``valid`` as in the paper; 2 or ``same`` for 28x28 MNIST).
+
+    Returns:
+        The model spec.
+    """
+    cfg = LENET5_CFG
+    features: list = []
+    for i, f in enumerate(cfg["convs"]):
+        features.append(Conv(filters=f, kernel=cfg["kernel"], padding=padding, activation=activation,
+                             name=f"block{i + 1}_conv1"))
+        features.append(Pool(mode="avg", size=2, name=f"block{i + 1}_pool"))
+    top = [Flatten(name="flatten")] + [Dense(units=u, activation=activation, name=f"fc{k + 1}")
+                                       for k, u in enumerate(cfg["fc"])]
+    return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation)
