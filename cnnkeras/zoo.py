@@ -120,7 +120,13 @@ def create_model(name: str, input_shape: Sequence[int], num_classes: int, **over
         An uncompiled functional ``keras.Model``.
     """
     made = _call(name, input_shape, num_classes, overrides)
-    return build_model(made) if isinstance(made, ModelSpec) else made
+    if not isinstance(made, ModelSpec):
+        return made
+    try:
+        return build_model(made)
+    except SpecError as exc:
+        shape = "x".join(str(v) for v in made.input_shape)
+        raise SpecError(f"model {name!r} does not fit input_shape {shape}: {exc}") from None
 
 
 def default_model_for(input_shape: Sequence[int]) -> str:
@@ -240,3 +246,199 @@ def lenet5(input_shape: Sequence[int], num_classes: int, *, include_top: bool = 
                                        for k, u in enumerate(cfg["fc"])]
     return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
                      classifier_activation=classifier_activation)
+
+
+@register_model
+def vgg_small(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+              pooling: str | None = None, classifier_activation: str | None = "softmax", name: str = "vgg_small",
+              config: str = "vgg_small", batch_norm: bool = True, units: int = 128, dropout: float = 0.5) -> ModelSpec:
+    """A small VGG: stages of 3x3 'same' convs separated by 2x2 max pools, then FC layers.
+
+    The layout is data: ``VGG_CFGS[config]`` lists filters per conv and ``"M"`` for a max pool
+    (default ``[32, 32, M, 64, 64, M, 128, 128, M]``; inputs down to 8x8 work).
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add ``flatten``, ``fc1`` and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        config: Key of :data:`VGG_CFGS`.
+        batch_norm: Conv -> BN -> ReLU instead of Conv(ReLU).
+        units: Units of ``fc1``.
+        dropout: Dropout after ``fc1``.
+
+    Returns:
+        The model spec.
+    """
+    if config not in VGG_CFGS:
+        raise SpecError(f"unknown VGG config {config!r}. Known: {', '.join(VGG_CFGS)}.")
+    features: list = []
+    block, conv = 1, 1
+    for item in VGG_CFGS[config]:
+        if item == "M":
+            features.append(Pool(mode="max", size=2, name=f"block{block}_pool"))
+            block, conv = block + 1, 1
+        else:
+            features.append(Conv(filters=item, kernel=3, padding="same", batch_norm=batch_norm,
+                                 name=f"block{block}_conv{conv}"))
+            conv += 1
+    top = [Flatten(name="flatten"), Dense(units=units, dropout=dropout, name="fc1")]
+    return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation)
+
+
+@register_model
+def resnet8(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+            pooling: str | None = None, classifier_activation: str | None = "softmax", name: str = "resnet8",
+            filters: Sequence[int] = tuple(RESNET_CFGS["resnet8"]), conv_bias: bool = False) -> ModelSpec:
+    """ResNet-8, the MLPerf Tiny image classification reference (CIFAR-10, 32x32x3).
+
+    Stem conv 3x3 (16) -> BN -> ReLU, then three residual stacks (16, 32, 64 filters; the last two
+    with stride 2 and a 1x1 projection shortcut), global average pooling and ``predictions``.
+    The reference keeps a bias on every conv (78,666 params on 32x32x3, 10 classes); a bias
+    before batch norm is redundant (BN's beta absorbs it, its gradient is zero) and tfmot's QAT
+    pattern has none, so the default drops them: 78,426 params. ``conv_bias=True`` reproduces
+    the reference count exactly.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add ``avg_pool`` and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        filters: Filters of the three stacks.
+        conv_bias: Keep the reference's (redundant) conv biases before batch norm.
+
+    Returns:
+        The model spec.
+    """
+    bias = True if conv_bias else None
+    features: list = [Conv(filters=filters[0], kernel=3, padding="same", batch_norm=True, bias=bias, name="conv1")]
+    for i, f in enumerate(filters):
+        stride = 1 if i == 0 else 2
+        stack = f"stack{i + 1}"
+        features.append(Residual(name=stack, shortcut="auto", layers=[
+            Conv(filters=f, kernel=3, stride=stride, padding="same", batch_norm=True, bias=bias, name=f"{stack}_conv1"),
+            Conv(filters=f, kernel=3, padding="same", batch_norm=True, bias=bias, activation="linear",
+                 name=f"{stack}_conv2"),
+        ]))
+    top = [GlobalPool(mode="avg", name="avg_pool")]
+    return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation)
+
+
+@register_model
+def ds_cnn(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+           pooling: str | None = None, classifier_activation: str | None = "softmax", name: str = "ds_cnn",
+           stem_filters: int = DS_CNN_CFG["stem"], stem_kernel: int = 3, stem_stride: int = 2,
+           blocks: Sequence[int] = tuple(DS_CNN_CFG["blocks"]), dropout: float = 0.2) -> ModelSpec:
+    """DS-CNN, the depthwise-separable network of the MLPerf Tiny keyword-spotting reference.
+
+    Stem conv (stride 2) -> BN -> ReLU -> dropout, then blocks of depthwise 3x3 -> BN -> ReLU ->
+    pointwise 1x1 -> BN -> ReLU, dropout, global average pooling, ``predictions``. Small and
+    integer-friendly: made for microcontrollers. (The reference's 10x4 stem kernel suits
+    spectrograms; images get a square ``stem_kernel``.)
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add dropout, ``avg_pool`` and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        stem_filters: Filters of the stem conv.
+        stem_kernel: Kernel of the stem conv.
+        stem_stride: Stride of the stem conv (1 keeps full resolution on tiny inputs).
+        blocks: Pointwise filters of each separable block.
+        dropout: Dropout after the stem and before pooling.
+
+    Returns:
+        The model spec.
+    """
+    features: list = [Conv(filters=stem_filters, kernel=stem_kernel, stride=stem_stride, padding="same",
+                           batch_norm=True, name="conv1")]
+    if dropout:
+        features.append(Dropout(rate=dropout, name="conv1_dropout"))
+    for i, f in enumerate(blocks):
+        features.append(Conv(filters=f, kernel=3, padding="same", separable=True, batch_norm=True,
+                             name=f"block{i + 1}_sepconv"))
+    top: list = [Dropout(rate=dropout, name="top_dropout")] if dropout else []
+    top.append(GlobalPool(mode="avg", name="avg_pool"))
+    return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation)
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a scaled width to a multiple of ``divisor`` (as keras.applications MobileNet does)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+@register_model
+def mobilenet_tiny(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+                   pooling: str | None = None, classifier_activation: str | None = "softmax",
+                   name: str = "mobilenet_tiny", alpha: float = 0.5, dropout: float = 1e-3,
+                   stem_stride: int = 2) -> ModelSpec:
+    """A shortened MobileNet (v1): strided stem, depthwise-separable blocks, width multiplier ``alpha``.
+
+    Widths ``32`` (stem) and ``MOBILENET_TINY_CFG`` are multiplied by ``alpha`` and rounded to a
+    multiple of 8. Every block uses 'same' padding, so any input of at least 1x1 works.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Number of classes.
+        include_top: Add ``avg_pool``, dropout and ``predictions``.
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: ``"softmax"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        alpha: Width multiplier (0.25, 0.5, 0.75, 1.0, ...).
+        dropout: Dropout before ``predictions``.
+        stem_stride: Stride of the stem conv.
+
+    Returns:
+        The model spec.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise SpecError(f"alpha must be a number > 0. Received: alpha={alpha!r}")
+    features: list = [Conv(filters=_make_divisible(32 * alpha), kernel=3, stride=stem_stride, padding="same",
+                           batch_norm=True, activation="relu6", name="conv1")]
+    for i, (f, s) in enumerate(MOBILENET_TINY_CFG):
+        features.append(Conv(filters=_make_divisible(f * alpha), kernel=3, stride=s, padding="same", separable=True,
+                             batch_norm=True, activation="relu6", name=f"block{i + 1}_sepconv"))
+    top: list = [GlobalPool(mode="avg", name="avg_pool")]
+    if dropout:
+        top.append(Dropout(rate=dropout, name="top_dropout"))
+    return _assemble(name, input_shape, num_classes, features, top, include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation)
+
+
+@register_model
+def fcn_segmenter(input_shape: Sequence[int], num_classes: int, *, include_top: bool = True,
+                  pooling: str | None = None, classifier_activation: str | None = "softmax",
+                  name: str = "fcn_segmenter", filters: Sequence[int] = tuple(FCN_SEGMENTER_CFG),
+                  kernel: int = 3) -> ModelSpec:
+    """A fully convolutional network for structured outputs (per-pixel classes, as in segmentation).
+
+    3x3 'same' convs with BN -> ReLU and no pooling or dense layer, then a 1x1 conv ``predictions``:
+    the output is an H x W x num_classes map at the input's resolution, for any input size.
+
+    Args:
+        input_shape: ``(height, width, channels)``.
+        num_classes: Classes per pixel.
+        include_top: Add the 1x1 ``predictions`` conv (a ``dense_map`` head).
+        pooling: With ``include_top=False``: ``None``, ``"avg"`` or ``"max"``.
+        classifier_activation: Per-pixel ``"softmax"``, ``"sigmoid"`` or ``None``/``"linear"`` for logits.
+        name: Model name.
+        filters: Filters of each conv.
+        kernel: Kernel size of each conv.
+
+    Returns:
+        The model spec.
+    """
+    features = [Conv(filters=f, kernel=kernel, padding="same", batch_norm=True, name=f"block{i + 1}_conv1")
+                for i, f in enumerate(filters)]
+    return _assemble(name, input_shape, num_classes, features, [], include_top=include_top, pooling=pooling,
+                     classifier_activation=classifier_activation, head="dense_map")
