@@ -13,11 +13,12 @@ from cnnkeras.builder import build_model, model_head_type, model_outputs_logits
 from cnnkeras.errors import SpecError, UserError
 from cnnkeras.sizing import output_shape, plan
 from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Normalization, Pool, Residual
+from cnnkeras.summary import LayerSummary, Summary, summarize
 from cnnkeras.zoo import create_model, default_model_for, get_spec, list_models, register_model
 
 __all__ = [
     "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "Head", "ModelSpec", "Normalization", "Pool", "Residual",
-    "SpecError", "UserError", "build_model", "create_model", "default_model_for", "get_spec", "list_models",
-    "model_head_type", "model_outputs_logits", "output_shape", "plan", "register_model",
+    "LayerSummary", "SpecError", "Summary", "UserError", "build_model", "create_model", "default_model_for", "get_spec", "list_models",
+    "model_head_type", "model_outputs_logits", "output_shape", "plan", "register_model", "summarize",
 ]
 __version__ = "0.1.0"

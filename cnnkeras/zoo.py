@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from cnnkeras._keras import keras
 from cnnkeras.builder import build_model
 from cnnkeras.errors import SpecError
+from cnnkeras.sizing import plan
 from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Pool, Residual, \
     validate_input_shape
 
@@ -104,6 +105,7 @@ def get_spec(name: str, input_shape: Sequence[int], num_classes: int, **override
     spec = _call(name, input_shape, num_classes, overrides)
     if not isinstance(spec, ModelSpec):
         raise SpecError(f"model {name!r} is registered as a Keras builder, not as a spec; use create_model().")
+    _check_fits(name, spec)
     return spec
 
 
@@ -122,10 +124,16 @@ def create_model(name: str, input_shape: Sequence[int], num_classes: int, **over
     made = _call(name, input_shape, num_classes, overrides)
     if not isinstance(made, ModelSpec):
         return made
+    _check_fits(name, made)
+    return build_model(made)
+
+
+def _check_fits(name: str, spec: ModelSpec) -> None:
+    """Run the sizing rule, naming the zoo model and input in the error."""
     try:
-        return build_model(made)
+        plan(spec)
     except SpecError as exc:
-        shape = "x".join(str(v) for v in made.input_shape)
+        shape = "x".join(str(v) for v in spec.input_shape)
         raise SpecError(f"model {name!r} does not fit input_shape {shape}: {exc}") from None
 
 
