@@ -1,0 +1,240 @@
+"""Converters: the Keras model to SavedModel and to TFLite, one recipe per quantization kind.
+
+Only TFLite builtin ops are allowed (no Flex / SELECT_TF_OPS): a model that needs them fails with
+an :class:`ExportError` naming the ops. Full-integer recipes are checked after conversion: a graph
+with any float tensor left is refused with the list of offending tensors and ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from cnnkeras._keras import keras, tf
+from cnnkeras.fileio import atomic_path
+from export.errors import ExportError
+from export.formats import Format
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+
+def save_keras(model: keras.Model, path: str | Path) -> Path:
+    """Save the float model as a ``.keras`` file (atomically).
+
+    Args:
+        model: The Keras model.
+        path: Destination ``.keras`` file.
+
+    Returns:
+        The written path.
+    """
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+def save_saved_model(model: keras.Model, path: str | Path) -> Path:
+    """Write a SavedModel with one ``serving_default`` signature: raw pixels in, probabilities out.
+
+    Args:
+        model: The Keras model (normalization inside).
+        path: Destination folder.
+
+    Returns:
+        The written folder.
+    """
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(images, training=False)}
+
+    with atomic_path(path, is_dir=True) as tmp:
+        tf.saved_model.save(model, str(tmp), signatures={SIGNATURE_KEY: serve.get_concrete_function()})
+    return Path(path)
+
+
+def representative_dataset(x: np.ndarray, samples: int) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """Build the converter's calibration generator from raw training images.
+
+    Args:
+        x: Training images, NHWC on the 0..255 scale.
+        samples: How many images to use (the first ``samples`` of ``x``).
+
+    Returns:
+        A zero-argument generator function yielding ``[image_batch_of_1]``.
+    """
+    calib = np.asarray(x[:samples], dtype=np.float32)
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for i in range(len(calib)):
+            yield [calib[i:i + 1]]
+
+    return gen
+
+
+def check_calibration(x: np.ndarray, input_shape: Sequence[int], samples: int) -> None:
+    """Refuse calibration data that does not fit the model.
+
+    Args:
+        x: Calibration images.
+        input_shape: The model's input shape without batch (H, W, C).
+        samples: Requested number of samples.
+
+    Raises:
+        ExportError: Wrong rank/shape, no images or a non-positive sample count.
+    """
+    if samples < 1:
+        raise ExportError(f"--calibration-samples must be >= 1. Received: calibration_samples={samples}")
+    x = np.asarray(x)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ExportError(
+            f"calibration data has shape {tuple(x.shape)} but the model takes (N, {', '.join(map(str, input_shape))}). "
+            "Use images from the run's own dataset (training.run_data) or resize them to the model input.")
+    if len(x) == 0:
+        raise ExportError("calibration data is empty: the run's training split has no images.")
+    if not np.isfinite(x).all():
+        raise ExportError("calibration data contains NaN or infinite values; fix the dataset.")
+
+
+def _converter(model: keras.Model) -> "tf.lite.TFLiteConverter":
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv
+
+
+def configure(conv: "tf.lite.TFLiteConverter", quantization: str,
+              calibration: Callable[[], Iterator[list[np.ndarray]]] | None) -> None:
+    """Set the converter options for one quantization kind.
+
+    Args:
+        conv: A converter made from the model.
+        quantization: ``none``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
+        calibration: Representative dataset (required for ``int8``/``int16x8``).
+
+    Raises:
+        ExportError: Missing calibration data or an unknown quantization.
+    """
+    ops = tf.lite.OpsSet
+    if quantization == "none":
+        return
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic":
+        pass
+    elif quantization in ("int8", "int16x8"):
+        if calibration is None:
+            raise ExportError(f"{quantization} quantization needs calibration data (a representative dataset).")
+        conv.representative_dataset = calibration
+        if quantization == "int8":
+            conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+        else:
+            conv.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    else:
+        raise ExportError(f"unknown quantization {quantization!r}")
+
+
+def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
+    """Run a configured converter and turn converter failures into a clear error.
+
+    Args:
+        conv: The configured converter.
+        what: The format name, for the message.
+
+    Returns:
+        The ``.tflite`` flatbuffer.
+
+    Raises:
+        ExportError: The converter refused the model (e.g. ops that need Flex).
+    """
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:  # ConverterError and friends: one line of the why is enough
+        msg = str(exc).strip().splitlines()
+        detail = next((m for m in msg if "op" in m.lower() and ("not supported" in m or "flex" in m.lower()
+                                                              or "failed" in m.lower())), msg[0] if msg else "")
+        raise ExportError(
+            f"{what}: the TFLite converter refused the model: {detail[:600]}. Only TFLite builtin ops are "
+            "allowed (no Flex/SELECT_TF_OPS); replace the layers using unsupported ops, or run "
+            "`cnnkeras check` on the model to list them.") from exc
+
+
+def to_tflite(model: keras.Model, fmt: Format,
+              calibration: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+    """Convert a (possibly tfmot-optimized) Keras model with the recipe of ``fmt``.
+
+    Args:
+        model: The model to convert.
+        fmt: The format row (its ``quantization`` picks the recipe).
+        calibration: Representative dataset for ``int8``/``int16x8``.
+
+    Returns:
+        The ``.tflite`` flatbuffer. Full-integer formats are checked to be all-integer.
+
+    Raises:
+        ExportError: Conversion failed or float tensors remain in a full-integer graph.
+    """
+    conv = _converter(model)
+    configure(conv, fmt.quantization, calibration)
+    data = run_converter(conv, fmt.name)
+    if fmt.fully_integer:
+        assert_fully_integer(data, fmt.name)
+    return data
+
+
+def graph_info(data: bytes) -> dict:
+    """Describe a ``.tflite`` graph: ops, float tensors, and the I/O details.
+
+    Args:
+        data: A validated ``.tflite`` flatbuffer.
+
+    Returns:
+        ``{"ops": sorted unique op names, "float_tensors": [...], "float_ops": [...],
+        "input": {...}, "output": {...}}`` (I/O with dtype, shape, scale, zero_point).
+    """
+    from export.runtime import open_litert  # runtime validates the bytes before LiteRT sees them
+
+    interp = open_litert(data, delegates=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    float_types = (np.float32, np.float16, np.float64)
+    float_tensors = sorted(t["name"] for t in tensors.values() if t["dtype"] in float_types)
+    ops_details = interp._get_ops_details()  # noqa: SLF001 - the only op listing LiteRT offers
+    float_ops = sorted({op["op_name"] for op in ops_details
+                        if any(t in float_types for t in list(op["operand_types"]) + list(op["result_types"]))})
+
+    def io(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": [int(s) for s in d["shape"]],
+                "scale": float(scale), "zero_point": int(zero)}
+
+    return {"ops": sorted({op["op_name"] for op in ops_details}), "float_tensors": float_tensors,
+            "float_ops": float_ops, "input": io(interp.get_input_details()[0]),
+            "output": io(interp.get_output_details()[0])}
+
+
+def assert_fully_integer(data: bytes, what: str) -> None:
+    """Fail when a full-integer graph still holds float tensors.
+
+    Args:
+        data: The ``.tflite`` flatbuffer.
+        what: Format name for the message.
+
+    Raises:
+        ExportError: Listing the float tensors and the ops that touch them.
+    """
+    info = graph_info(data)
+    if info["float_tensors"]:
+        raise ExportError(
+            f"{what} must be fully integer but the converted graph has {len(info['float_tensors'])} float "
+            f"tensor(s): {info['float_tensors'][:20]} in op(s) {info['float_ops']}. Replace those layers "
+            "with int8-capable builtin ops (see `cnnkeras check MODEL --target tflite-int8`).")
