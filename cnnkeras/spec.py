@@ -20,247 +20,22 @@ offending key, the allowed ones and the closest match. Shape arithmetic lives in
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any
 
 import yaml
 
 from cnnkeras.errors import SpecError
 from cnnkeras.fileio import atomic_write_text
+from cnnkeras.spec_layers import (LAYER_TYPES, Conv, Dense, Dropout, Flatten, GlobalPool, Layer, Pool,  # noqa: F401
+                                  Residual, _choice, _closest, _from_fields, _is_int, _name, _positive_int,
+                                  _rate, layer_from_dict, layer_to_dict)
 
-ACTIVATIONS = ("relu", "relu6", "elu", "selu", "gelu", "swish", "tanh", "sigmoid", "hard_sigmoid",
-               "softplus", "softsign", "linear")
-Pair = Union[int, tuple[int, int]]
-
-
-def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) or (
-        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and getattr(value, "ndim", 1) == 0)
-
-
-def _positive_int(where: str, key: str, value: Any, *, minimum: int = 1) -> int:
-    if not _is_int(value) or int(value) < minimum:
-        raise SpecError(f"{where}: '{key}' must be an integer >= {minimum}. Received: {key}={value!r}")
-    return int(value)
-
-
-def _pair(where: str, key: str, value: Any) -> Pair:
-    """An int or a [height, width] pair of positive ints (kept as given, tuples for pairs)."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise SpecError(f"{where}: '{key}' must be an int or a [height, width] pair. Received: {key}={value!r}")
-        return (_positive_int(where, key, value[0]), _positive_int(where, key, value[1]))
-    return _positive_int(where, key, value)
-
-
-def _choice(where: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise SpecError(f"{where}: '{key}' must be one of {', '.join(choices)}. "
-                        f"Received: {key}={value!r}.{_closest(str(value), choices)}")
-    return value
-
-
-def _activation(where: str, value: Any, key: str = "activation") -> str:
-    if value is None:
-        return "linear"
-    return _choice(where, key, value, ACTIVATIONS)
-
-
-def _bool(where: str, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(f"{where}: '{key}' must be true or false. Received: {key}={value!r}")
-    return value
-
-
-def _rate(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise SpecError(f"{where}: '{key}' must be a number in [0, 1). Received: {key}={value!r}")
-    return float(value)
-
-
-def _name(where: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or any(c in value for c in " /:"):
-        raise SpecError(f"{where}: 'name' must be a non-empty string without spaces, '/' or ':'. "
-                        f"Received: name={value!r}")
-    return value
-
-
-def _padding(where: str, value: Any) -> str | int:
-    if isinstance(value, str) and value in ("same", "valid"):
-        return value
-    if _is_int(value) and int(value) >= 0:
-        return int(value)
-    raise SpecError(f"{where}: 'padding' must be 'same', 'valid' or an integer >= 0. Received: padding={value!r}")
-
-
-@dataclass
-class Conv:
-    """A 2-D convolution (optionally depthwise or depthwise-separable), optionally with batch norm.
-
-    ``padding`` is ``"same"``, ``"valid"`` or an explicit int P (zero padding on every side).
-    ``bias=None`` means: a bias unless batch norm follows (BN's beta makes it redundant).
-    ``depthwise`` convolves each channel alone (``filters`` is then a multiple of the input channels,
-    or null for one filter per channel); ``separable`` is depthwise followed by a 1x1 convolution.
-    """
-
-    filters: int | None = None
-    kernel: Pair = 3
-    stride: Pair = 1
-    padding: str | int = "same"
-    activation: str = "relu"
-    batch_norm: bool = False
-    separable: bool = False
-    depthwise: bool = False
-    bias: bool | None = None
-    name: str | None = None
-    type: ClassVar[str] = "conv"
-
-    def validate(self, where: str) -> None:
-        if self.separable and self.depthwise:
-            raise SpecError(f"{where}: 'separable' and 'depthwise' are exclusive; a separable convolution "
-                            "is already depthwise followed by a 1x1 convolution. Set only one of them.")
-        if self.filters is None and not self.depthwise:
-            raise SpecError(f"{where}: 'filters' is required (an integer >= 1). Received: filters=None")
-        if self.filters is not None:
-            self.filters = _positive_int(where, "filters", self.filters)
-        self.kernel = _pair(where, "kernel", self.kernel)
-        self.stride = _pair(where, "stride", self.stride)
-        self.padding = _padding(where, self.padding)
-        self.activation = _activation(where, self.activation)
-        self.batch_norm = _bool(where, "batch_norm", self.batch_norm)
-        self.separable = _bool(where, "separable", self.separable)
-        self.depthwise = _bool(where, "depthwise", self.depthwise)
-        if self.bias is not None:
-            self.bias = _bool(where, "bias", self.bias)
-
-    @property
-    def use_bias(self) -> bool:
-        return (not self.batch_norm) if self.bias is None else self.bias
-
-
-@dataclass
-class Pool:
-    """Max or average pooling; ``stride`` defaults to ``size``. Valid padding floors like Keras."""
-
-    mode: str = "max"
-    size: Pair = 2
-    stride: Pair | None = None
-    padding: str = "valid"
-    name: str | None = None
-    type: ClassVar[str] = "pool"
-
-    def validate(self, where: str) -> None:
-        self.mode = _choice(where, "mode", self.mode, ("max", "avg"))
-        self.size = _pair(where, "size", self.size)
-        if self.stride is not None:
-            self.stride = _pair(where, "stride", self.stride)
-        if not (isinstance(self.padding, str) and self.padding in ("same", "valid")):
-            raise SpecError(f"{where}: pooling 'padding' must be 'same' or 'valid' (Keras pooling has no "
-                            f"explicit padding; add a conv with integer padding instead). "
-                            f"Received: padding={self.padding!r}")
-
-    @property
-    def strides(self) -> Pair:
-        return self.size if self.stride is None else self.stride
-
-
-@dataclass
-class GlobalPool:
-    """Global average or max pooling over the spatial axes (output is flat)."""
-
-    mode: str = "avg"
-    name: str | None = None
-    type: ClassVar[str] = "global_pool"
-
-    def validate(self, where: str) -> None:
-        self.mode = _choice(where, "mode", self.mode, ("avg", "max"))
-
-
-@dataclass
-class Flatten:
-    """Flattens the H x W x C feature map into a vector."""
-
-    name: str | None = None
-    type: ClassVar[str] = "flatten"
-
-    def validate(self, where: str) -> None:
-        pass
-
-
-@dataclass
-class Dense:
-    """A fully connected layer on a flat input, optionally followed by dropout."""
-
-    units: int = 64
-    activation: str = "relu"
-    dropout: float = 0.0
-    name: str | None = None
-    type: ClassVar[str] = "dense"
-
-    def validate(self, where: str) -> None:
-        self.units = _positive_int(where, "units", self.units)
-        self.activation = _activation(where, self.activation)
-        self.dropout = _rate(where, "dropout", self.dropout)
-
-
-@dataclass
-class Dropout:
-    """Dropout with the given rate (active in training only)."""
-
-    rate: float = 0.5
-    name: str | None = None
-    type: ClassVar[str] = "dropout"
-
-    def validate(self, where: str) -> None:
-        self.rate = _rate(where, "rate", self.rate)
-
-
-@dataclass
-class Residual:
-    """A residual block: ``activation(main(x) + shortcut(x))``.
-
-    ``shortcut`` is ``identity`` (shapes must match), ``projection`` (a 1x1 conv with the main path's
-    total stride) or ``auto`` (identity when the shapes match, projection otherwise).
-    """
-
-    layers: list = field(default_factory=list)
-    shortcut: str = "auto"
-    shortcut_batch_norm: bool = False
-    activation: str = "relu"
-    name: str | None = None
-    type: ClassVar[str] = "residual"
-
-    def validate(self, where: str) -> None:
-        self.shortcut = _choice(where, "shortcut", self.shortcut, ("auto", "identity", "projection"))
-        self.shortcut_batch_norm = _bool(where, "shortcut_batch_norm", self.shortcut_batch_norm)
-        self.activation = _activation(where, self.activation)
-        if not isinstance(self.layers, list) or not self.layers:
-            raise SpecError(f"{where}: 'layers' must be a non-empty list of conv layers (the main path). "
-                            f"Received: layers={self.layers!r}")
-        self.layers = [layer_from_dict(d, f"{where} > layers[{i}]") if isinstance(d, dict) else d
-                       for i, d in enumerate(self.layers)]
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, (Conv, Dropout)):
-                raise SpecError(f"{where} > layers[{i}]: a residual main path may hold only conv and dropout "
-                                f"layers. Received: {getattr(layer, 'type', type(layer).__name__)!r}")
-            layer.validate(f"{where} > layers[{i}]")
-            layer.name = _name(f"{where} > layers[{i}]", layer.name)
-
-
-LAYER_TYPES: dict[str, type] = {cls.type: cls for cls in (Conv, Pool, GlobalPool, Flatten, Dense, Dropout, Residual)}
-Layer = Union[Conv, Pool, GlobalPool, Flatten, Dense, Dropout, Residual]
-
+__all__ = ["LAYER_TYPES", "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "Head", "Layer", "ModelSpec",
+           "Normalization", "Pool", "Residual", "layer_from_dict", "layer_to_dict", "validate_input_shape"]
 
 @dataclass
 class Head:
@@ -311,6 +86,30 @@ class Normalization:
             if any(s <= 0 for s in self.std):
                 raise SpecError(f"{where}: every 'std' must be > 0. Received: std={self.std!r}")
 
+    @classmethod
+    def from_data(cls, images: Any) -> "Normalization":
+        """A per-channel ``standardize`` normalization fitted on raw images (NHWC, 0..255 scale).
+
+        The in-model counterpart of an adapted ``keras.layers.Normalization``, kept as a
+        ``Rescaling`` so the model stays loadable without custom objects and QAT-friendly.
+
+        Args:
+            images: Array-like of shape ``(N, H, W, C)``.
+
+        Returns:
+            A validated ``Normalization(type="standardize", mean=[...], std=[...])``.
+        """
+        import numpy as np
+
+        x = np.asarray(images, dtype="float64")
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise SpecError(f"Normalization.from_data needs a non-empty (N, H, W, C) array. Received shape {x.shape}")
+        mean = x.mean(axis=(0, 1, 2))
+        std = np.maximum(x.std(axis=(0, 1, 2)), 1e-3)  # a constant channel must not divide by zero
+        norm = cls(type="standardize", mean=[float(v) for v in mean], std=[float(v) for v in std])
+        norm.validate()
+        return norm
+
     def scale_offset(self) -> tuple[Any, Any]:
         """Return the ``Rescaling`` (scale, offset), scalars or per-channel lists."""
         if self.type == "none":
@@ -318,54 +117,6 @@ class Normalization:
         if self.type == "rescale":
             return float(self.scale), float(self.offset)
         return [1.0 / s for s in self.std], [-m / s for m, s in zip(self.mean, self.std)]
-
-
-def _from_fields(cls: type, data: Any, where: str, skip: tuple[str, ...] = ()) -> Any:
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping of keys to values. Received: {data!r}")
-    allowed = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-    for key in data:
-        if key not in allowed and key not in skip:
-            raise SpecError(f"{where}: unknown key '{key}'.{_closest(key, allowed)} "
-                            f"Allowed keys: {', '.join(allowed)}.")
-    obj = cls(**{k: v for k, v in data.items() if k not in skip})
-    obj.validate(where)
-    return obj
-
-
-def layer_from_dict(data: Any, where: str = "layer") -> Layer:
-    """Parse one layer mapping (with a ``type`` key) into its dataclass.
-
-    Args:
-        data: e.g. ``{"type": "conv", "filters": 16, "kernel": 3}``.
-        where: Location used in error messages (e.g. ``"tiny.yaml: layers[2]"``).
-
-    Returns:
-        The validated layer dataclass.
-    """
-    if not isinstance(data, dict) or "type" not in data:
-        raise SpecError(f"{where}: each layer must be a mapping with a 'type' key "
-                        f"({', '.join(LAYER_TYPES)}). Received: {data!r}")
-    kind = data["type"]
-    if kind not in LAYER_TYPES:
-        raise SpecError(f"{where}: unknown layer type {kind!r}.{_closest(str(kind), list(LAYER_TYPES))} "
-                        f"Known types: {', '.join(LAYER_TYPES)}.")
-    return _from_fields(LAYER_TYPES[kind], data, where, skip=("type",))
-
-
-def layer_to_dict(layer: Layer) -> dict:
-    """Serialize a layer dataclass to a plain dict (``type`` first, ``None`` values dropped)."""
-    out: dict[str, Any] = {"type": layer.type}
-    for f in dataclasses.fields(layer):
-        value = getattr(layer, f.name)
-        if value is None:
-            continue
-        if f.name == "layers":
-            value = [layer_to_dict(sub) for sub in value]
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
 
 
 def validate_input_shape(input_shape: Any, where: str = "input_shape") -> tuple[int, int, int]:

@@ -176,3 +176,16 @@ def test_explicit_padding_rule_raises_exactly_when_not_a_positive_integer(n, ker
     else:
         with pytest.raises(SpecError, match=rf"\({n} - {kernel} \+ 2\*{padding}\)/{stride} \+ 1"):
             cnnkeras.plan(spec)
+
+
+def test_normalization_fitted_on_data_standardizes_each_channel():
+    rng = np.random.default_rng(0)
+    images = np.stack([rng.normal(100, 20, (50, 4, 4)), rng.normal(30, 5, (50, 4, 4))], axis=-1).astype("float32")
+    norm = cnnkeras.Normalization.from_data(images)
+    spec = ModelSpec(name="n", input_shape=(4, 4, 2), num_classes=2, layers=[], head=cnnkeras.Head(type="none"),
+                     normalization=norm)
+    out = cnnkeras.build_model(spec)(images).numpy()
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), [0, 0], atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1, 2)), [1, 1], rtol=1e-3)
+    with pytest.raises(SpecError, match=r"\(N, H, W, C\)"):
+        cnnkeras.Normalization.from_data(np.zeros((4, 4)))

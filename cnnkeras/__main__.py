@@ -1,0 +1,7 @@
+"""``python -m cnnkeras summary ...``: the cnnkeras package's own subcommands."""
+
+import sys
+
+from cnnkeras.cli import main
+
+sys.exit(main())
