@@ -1,0 +1,111 @@
+"""Callbacks of a training run: per-epoch checkpoints with resumable state, and learning-rate logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from cnnkeras._keras import keras
+from cnnkeras.fileio import atomic_path, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+
+class EpochState(keras.callbacks.Callback):
+    """Saves ``checkpoints/`` after every epoch and drives early stopping.
+
+    ``checkpoints/last-a`` / ``last-b`` (alternating TF checkpoints of the model *and* optimizer, for
+    ``--resume``), ``checkpoints/best.weights.h5`` (weights at the best ``monitor`` value) and
+    ``checkpoints/state.json`` (epoch, which ``last`` is current, best value, early-stopping counter),
+    written last so it always points at a complete checkpoint.
+
+    Args:
+        run_dir: Run directory.
+        checkpoint: ``tf.train.Checkpoint(model=..., optimizer=...)``.
+        model: The model being trained.
+        monitor: ``val_accuracy`` (higher is better) or ``val_loss``.
+        patience: Early-stopping patience in epochs (``None``/0: off).
+    """
+
+    def __init__(self, run_dir: Path, checkpoint: Any, model: Any, monitor: str, patience: int | None) -> None:
+        super().__init__()
+        self.dir = Path(run_dir) / "checkpoints"
+        self.ckpt, self.train_model, self.monitor, self.patience = checkpoint, model, monitor, patience or 0
+        self.higher = monitor.endswith("accuracy")
+        self.best, self.best_epoch, self.wait, self.slot = None, None, 0, "b"
+        self.nan_epoch: int | None = None
+
+    def _improved(self, value: float) -> bool:
+        return self.best is None or (value > self.best if self.higher else value < self.best)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        loss = logs.get("loss")
+        if loss is None or not math.isfinite(loss):
+            self.nan_epoch = epoch
+            self.model.stop_training = True
+            return
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(value) and self._improved(value):
+            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+            with atomic_path(self.dir / "best.weights.h5") as tmp:
+                self.train_model.save_weights(str(tmp))
+        else:
+            self.wait += 1
+        self.slot = "a" if self.slot == "b" else "b"
+        self.ckpt.write(str(self.dir / f"last-{self.slot}"))
+        atomic_write_json(self.dir / "state.json", {
+            "epoch": epoch + 1, "last": f"last-{self.slot}", "monitor": self.monitor, "best": self.best,
+            "best_epoch": self.best_epoch, "wait": self.wait})
+        if self.patience and self.wait >= self.patience:
+            logger.info("early stopping after epoch %d: %s has not improved for %d epochs (best %.4f in epoch %d)",
+                        epoch + 1, self.monitor, self.wait, self.best, self.best_epoch + 1)
+            self.model.stop_training = True
+
+    def restore(self, optimizer: Any) -> int:
+        """Restore model, optimizer and callback state from the latest checkpoint.
+
+        Args:
+            optimizer: The compiled optimizer (its variables are created before restoring).
+
+        Returns:
+            The epoch to continue from.
+        """
+        state = json.loads((self.dir / "state.json").read_text())
+        optimizer.build(self.train_model.trainable_variables)
+        self.ckpt.read(str(self.dir / state["last"])).assert_existing_objects_matched()
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.slot = state["last"][-1]
+        logger.info("resumed from %s after epoch %d", self.dir / state["last"], state["epoch"])
+        return int(state["epoch"])
+
+    def final_weights(self, which: str) -> list:
+        """Weights for the final model.
+
+        Args:
+            which: ``best`` (the best checkpoint; the last weights when none was saved) or ``last``.
+
+        Returns:
+            A list of numpy arrays for ``set_weights``.
+        """
+        best = self.dir / "best.weights.h5"
+        if which == "best" and best.is_file():
+            self.train_model.load_weights(str(best))
+        return self.train_model.get_weights()
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the current learning rate as ``lr`` to the epoch logs (so it lands in history.csv)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        opt = self.model.optimizer
+        opt = getattr(opt, "inner_optimizer", opt)
+        lr = opt.learning_rate
+        if callable(lr):
+            lr = lr(opt.iterations)
+        logs["lr"] = float(keras.backend.get_value(lr))

@@ -1,0 +1,365 @@
+"""Datasets -> checked, split arrays -> ``tf.data`` pipelines.
+
+``load_arrays`` reads a source (see :mod:`training.datasets`), converts it to the requested size and
+channels, splits it (stratified, seeded) and checks the labels. ``get_datasets`` turns the split into
+pipelines: in-memory arrays (decoded once) -> seeded per-epoch shuffle -> batch -> augment (train split
+only) -> prefetch. The training
+pipeline's order and augmentation draws depend only on ``(seed, epoch, step)``, which is what makes
+``--resume`` continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from training.datasets import RawSource, read_source
+from training.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class DatasetInfo:
+    """What a model and a report need to know about a dataset.
+
+    Attributes:
+        name: Short name (``digits``, a folder's name, ...).
+        source: The source string as given to :func:`load_arrays`.
+        class_names: Class names; label ``i`` is ``class_names[i]``.
+        input_shape: ``(height, width, channels)`` of the delivered images.
+        num_classes: Number of classes.
+        counts: Images per split and class: ``{"train": [...], "val": [...], "test": [...]}``.
+        safe_augmentations: Augmentations that keep labels (``hflip``, ``vflip``, ``crop``, ``translate``,
+            ``rotate``, ``zoom``, ``color``).
+        fill_mode: How geometric augmentation fills uncovered pixels for this data.
+        skipped_files: Undecodable files skipped with ``skip_bad_images``.
+    """
+
+    name: str
+    source: str
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    counts: dict[str, list[int]]
+    safe_augmentations: list[str]
+    fill_mode: str = "reflect"
+    skipped_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serializable dict."""
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
+        """Rebuild from :meth:`to_dict` output."""
+        d = dict(d)
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+
+@dataclass
+class SplitArrays:
+    """Train/validation/test arrays: ``x`` uint8 or float32 NHWC on 0..255, ``y`` int32 class ids."""
+
+    train: Arrays
+    val: Arrays
+    test: Arrays
+
+
+def _parse_size(image_size: Any) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, str):
+        parts = image_size.lower().replace("x", ",").split(",")
+    elif isinstance(image_size, int):
+        parts = [image_size, image_size]
+    else:
+        parts = list(image_size)
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) <= 0:
+        raise DataError(f"image_size must be HEIGHTxWIDTH with positive integers (e.g. 32x32). "
+                        f"Received: image_size={image_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def _convert(x: np.ndarray, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+    """Resize (bilinear, antialiased) and convert channels of an in-memory NHWC batch."""
+    if channels is not None and x.shape[-1] != channels:
+        if channels == 1:  # ITU-R 601 luma, as PIL's "L" conversion
+            x = (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        else:
+            x = np.repeat(x, 3, axis=-1)
+    if size is not None and tuple(x.shape[1:3]) != size:
+        from cnnkeras._keras import tf
+
+        out = [tf.image.resize(x[i:i + 1024].astype(np.float32), size, antialias=True).numpy()
+               for i in range(0, len(x), 1024)]
+        x = np.clip(np.concatenate(out), 0, 255)
+    return x.astype(np.float32) if x.dtype != np.uint8 else x
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str) -> tuple[Arrays, Arrays]:
+    """Seeded split of ``fraction`` off the data, stratified when every class can spare a sample."""
+    from sklearn.model_selection import train_test_split
+
+    n_take = int(round(len(y) * fraction))
+    if n_take < 1 or n_take >= len(y):
+        raise DataError(f"a {what} fraction of {fraction} leaves {n_take} of {len(y)} images for {what}; "
+                        f"use a fraction that gives both sides at least one image (or provide a {what} split).")
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and n_take >= np.count_nonzero(counts) else None
+    if stratify is None:
+        logger.warning("%s split is not stratified: some class has fewer than 2 images or the split is "
+                       "smaller than the number of classes", what)
+    x_keep, x_take, y_keep, y_take = train_test_split(x, y, test_size=n_take, random_state=seed, stratify=stratify)
+    return (x_keep, y_keep.astype(np.int32)), (x_take, y_take.astype(np.int32))
+
+
+def load_arrays(source: str, *, image_size: Any = None, channels: int | None = None,
+                val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                skip_bad_images: bool = False) -> tuple[SplitArrays, DatasetInfo]:
+    """Load a dataset and split it into train/validation/test arrays.
+
+    Splits a source provides (``test/`` folders, ``x_test`` in an npz, Keras datasets' test sets) are
+    kept; otherwise ``test_fraction`` of all images becomes the test set, then ``val_fraction`` of all
+    images (of the training images when the source has its own test set) the validation set.
+    Splits are stratified and seeded.
+
+    Args:
+        source: ``digits``, ``shapes[:N]``, ``folder:PATH``, ``npz:PATH``, ``mnist``, ``fashion_mnist``,
+            ``cifar10`` or ``cifar100``.
+        image_size: ``(height, width)`` (or ``"HxW"``) to resize to; ``None`` keeps the data's size.
+        channels: 1 or 3 to convert to; ``None`` keeps the data's channels.
+        val_fraction: Fraction for validation when the source has no validation split.
+        test_fraction: Fraction for test when the source has no test split.
+        seed: Seed for splitting and for generated data.
+        skip_bad_images: Skip undecodable image files with a warning instead of failing.
+
+    Returns:
+        ``(SplitArrays, DatasetInfo)``; images are uint8 or float32 NHWC on the 0..255 scale.
+
+    Raises:
+        DataError: Unknown source, unreadable or inconsistent data, or bad labels.
+    """
+    size = _parse_size(image_size)
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels}")
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < float(frac) < 1.0:
+            raise DataError(f"{name} must be between 0 and 1 (exclusive). Received: {name}={frac}")
+    raw = read_source(source, image_size=size, channels=channels, seed=seed, skip_bad_images=skip_bad_images)
+    return _finish(raw, source, size, channels, float(val_fraction), float(test_fraction), int(seed))
+
+
+def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels: int | None,
+            val_fraction: float, test_fraction: float, seed: int) -> tuple[SplitArrays, DatasetInfo]:
+    num_classes = len(raw.class_names)
+    convert = (lambda a: a) if raw.native_size else (lambda a: _convert(a, size, channels))
+    train = (convert(raw.train[0]), raw.train[1])
+    test = (convert(raw.test[0]), raw.test[1]) if raw.test is not None else None
+    val = (convert(raw.val[0]), raw.val[1]) if raw.val is not None else None
+    if test is None:
+        train, test = _split(*train, test_fraction, seed, "test")
+    if val is None:
+        frac = val_fraction / (1.0 - test_fraction) if raw.test is None else val_fraction
+        train, val = _split(*train, frac, seed + 1, "validation")
+    split = SplitArrays(train=train, val=val, test=test)
+    counts = _check_labels(split, raw.class_names, source)
+    shapes = {tuple(a[0].shape[1:]) for a in (split.train, split.val, split.test)}
+    if len(shapes) != 1:
+        raise DataError(f"{source}: splits have different image shapes {sorted(shapes)}; pass image_size and "
+                        f"channels to convert them to one shape.")
+    info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),
+                       input_shape=tuple(int(d) for d in split.train[0].shape[1:]), num_classes=num_classes,
+                       counts=counts, safe_augmentations=list(raw.safe_augmentations), fill_mode=raw.fill_mode,
+                       skipped_files=list(raw.skipped))
+    logger.info("%s: %s images %s, %d classes, train/val/test = %d/%d/%d", source, info.name,
+                "x".join(map(str, info.input_shape)), num_classes, len(split.train[1]), len(split.val[1]),
+                len(split.test[1]))
+    return split, info
+
+
+def _check_labels(split: SplitArrays, class_names: Sequence[str], source: str) -> dict[str, list[int]]:
+    """Labels in range, every class present in training: checked before any training starts."""
+    k = len(class_names)
+    if k < 2:
+        raise DataError(f"{source} has {k} class(es); a classifier needs at least two.")
+    counts = {}
+    for name, (x, y) in (("train", split.train), ("val", split.val), ("test", split.test)):
+        if len(y) == 0:
+            raise DataError(f"{source}: the {name} split is empty.")
+        bad = (y < 0) | (y >= k)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{source}: {name} label {int(y[i])} at index {i} is out of range 0..{k - 1} "
+                            f"({k} classes: {', '.join(class_names[:10])}{', ...' if k > 10 else ''}).")
+        counts[name] = np.bincount(y, minlength=k).astype(int).tolist()
+    absent = [class_names[i] for i, c in enumerate(counts["train"]) if c == 0]
+    if absent:
+        raise DataError(f"{source}: class(es) with no training images: {', '.join(absent)}. Every class needs "
+                        f"training images (or drop the class).")
+    return counts
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Batches per epoch (the last batch may be smaller)."""
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def make_train_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, *, seed: int,
+                       epochs: int, initial_epoch: int = 0,
+                       augment: Callable[..., Any] | None = None) -> Any:
+    """Build the training pipeline for epochs ``initial_epoch .. epochs - 1``.
+
+    Each epoch reshuffles with a seed derived from ``(seed, epoch)`` and augments batch ``i`` with a
+    seed derived from ``(seed, epoch, i)``, so the stream from epoch ``e`` on is the same whether the
+    run started at epoch 0 or resumed at ``e``.
+
+    Args:
+        x: Images (uint8 or float32 NHWC, 0..255).
+        y: Integer labels.
+        num_classes: Number of classes (labels become one-hot, so mixup/cutmix/smoothing can soften them).
+        batch_size: Global batch size.
+        seed: Run seed.
+        epochs: Last epoch (exclusive), as in ``Model.fit``.
+        initial_epoch: First epoch.
+        augment: ``augment(images, onehot_labels, seed) -> (images, labels)`` on whole batches, or None.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 images, float32 one-hot labels)`` batches; use it with
+        ``steps_per_epoch=steps_per_epoch(len(y), batch_size)``.
+    """
+    from cnnkeras._keras import tf
+
+    # The arrays live in memory (the decode step already happened in load_arrays): an epoch is a seeded
+    # permutation of indices, batched, then one gather per batch (much faster than per-element shuffling).
+    images, labels = tf.constant(x), tf.constant(y)
+    n = len(y)
+
+    def one_epoch(epoch: Any) -> Any:
+        order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.cast(seed, tf.int64), epoch])))
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        ds = ds.map(lambda i: (tf.cast(tf.gather(images, i), tf.float32), tf.one_hot(tf.gather(labels, i), num_classes)))
+        if augment is not None:
+            ds = ds.enumerate().map(
+                lambda i, ab: augment(ab[0], ab[1], tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i])),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds
+
+    ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(one_epoch)
+    return _with_options(ds).prefetch(tf.data.AUTOTUNE)
+
+
+def make_eval_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int) -> Any:
+    """Build an evaluation pipeline (no shuffle, no augmentation) of ``(float32 images, one-hot labels)``.
+
+    Args:
+        x: Images (uint8 or float32 NHWC, 0..255).
+        y: Integer labels.
+        num_classes: Number of classes.
+        batch_size: Batch size.
+
+    Returns:
+        A finite ``tf.data.Dataset``.
+    """
+    from cnnkeras._keras import tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, num_classes)))
+    return _with_options(ds).prefetch(tf.data.AUTOTUNE)
+
+
+def _with_options(ds: Any) -> Any:
+    from cnnkeras._keras import tf
+
+    options = tf.data.Options()
+    # In-memory data has no files to shard by: shard by element under MultiWorkerMirroredStrategy.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def get_datasets(source: str, batch_size: int = 32, *, augment: Any = None, seed: int = 0, epochs: int = 1,
+                 **load_kwargs: Any) -> tuple[Any, Any, Any, DatasetInfo]:
+    """Build train/validation/test ``tf.data`` pipelines for a source.
+
+    Args:
+        source: Dataset source (see :func:`load_arrays`).
+        batch_size: Batch size.
+        augment: ``None``/``"none"`` (no augmentation), ``"default"`` (the data's safe defaults), a spec
+            string such as ``"hflip,translate=0.1"``, a dict, or an
+            :class:`training.augment.AugmentConfig`.
+        seed: Seed for splitting, shuffling and augmentation.
+        epochs: Number of epochs the training pipeline yields.
+        **load_kwargs: Other :func:`load_arrays` arguments (``image_size``, ``channels``, ...).
+
+    Returns:
+        ``(train_ds, val_ds, test_ds, info)``; batches are ``(float32 images 0..255, one-hot labels)``.
+    """
+    from training.augment import make_augmenter, resolve_augment
+
+    split, info = load_arrays(source, seed=seed, **load_kwargs)
+    cfg = resolve_augment(augment, info)
+    fn = make_augmenter(cfg, info) if cfg.enabled else None
+    train = make_train_dataset(*split.train, info.num_classes, batch_size, seed=seed, epochs=epochs, augment=fn)
+    val = make_eval_dataset(*split.val, info.num_classes, batch_size)
+    test = make_eval_dataset(*split.test, info.num_classes, batch_size)
+    return train, val, test, info
+
+
+def run_data(run_dir: str | Path) -> tuple[SplitArrays, DatasetInfo]:
+    """Reload exactly the split a training run used (from its ``config.json``).
+
+    Args:
+        run_dir: A run directory written by :func:`training.train`.
+
+    Returns:
+        ``(SplitArrays, DatasetInfo)`` as :func:`load_arrays` returned them during training.
+
+    Raises:
+        DataError: The run directory or its ``config.json`` is missing or unreadable.
+    """
+    config = read_run_config(run_dir)
+    data = dict(config.get("data") or {})
+    if "source" not in data:
+        raise DataError(f"{Path(run_dir) / 'config.json'} has no data.source; it was not written by cnnkeras train.")
+    source = data.pop("source")
+    return load_arrays(source, **data)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """Read a run directory's ``config.json``.
+
+    Args:
+        run_dir: Run directory.
+
+    Returns:
+        The parsed config.
+
+    Raises:
+        DataError: Missing directory/file or invalid JSON.
+    """
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise DataError(f"run directory not found: {run_dir}")
+    if not path.is_file():
+        raise DataError(f"{run_dir} is not a cnnkeras run directory (no config.json).")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None

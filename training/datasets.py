@@ -1,0 +1,300 @@
+"""Dataset sources: each turns a source string into raw arrays before splitting.
+
+Sources: ``digits`` (scikit-learn, embedded), ``shapes[:N]`` (procedurally generated),
+``folder:PATH``, ``npz:PATH``, and ``mnist``/``fashion_mnist``/``cifar10``/``cifar100`` read from the
+local Keras cache only (never downloaded).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from training.errors import DataError
+from training.images import read_folder
+
+logger = logging.getLogger(__name__)
+
+# Augmentations that keep the label, per kind of data (training.augment reads these names).
+NATURAL = ("hflip", "crop", "translate", "rotate", "zoom", "color")
+GLYPHS = ("crop", "translate", "rotate", "zoom")  # digits/text: a flip changes the label
+SHAPES = ("hflip", "vflip", "crop", "translate", "rotate", "zoom", "color")
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+_CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_FASHION_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                  "ankle_boot"]
+
+
+@dataclass
+class RawSource:
+    """Arrays from one source, before resizing and splitting."""
+
+    name: str
+    class_names: list[str]
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None = None
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    safe_augmentations: tuple[str, ...] = NATURAL
+    fill_mode: str = "reflect"  # how geometric augmentation fills uncovered pixels
+    skipped: list[str] = field(default_factory=list)
+    native_size: bool = False  # arrays already have the requested size/channels
+
+
+def known_sources() -> str:
+    """Return the accepted source forms, for error messages."""
+    return "digits, shapes[:N], folder:PATH, npz:PATH, " + ", ".join(KERAS_DATASETS)
+
+
+def read_source(source: str, *, image_size: Sequence[int] | None, channels: int | None, seed: int,
+                skip_bad_images: bool) -> RawSource:
+    """Read the arrays a source string names.
+
+    Args:
+        source: ``digits``, ``shapes[:N]``, ``folder:PATH``, ``npz:PATH`` or a Keras dataset name.
+        image_size: Requested ``(height, width)`` (used by ``shapes`` and ``folder:``; others are
+            resized afterwards by the caller).
+        channels: Requested channels (same remark).
+        seed: Seed for generated data.
+        skip_bad_images: Skip undecodable files in ``folder:`` datasets.
+
+    Returns:
+        The raw source.
+
+    Raises:
+        DataError: Unknown source or unusable data.
+    """
+    if not isinstance(source, str) or not source:
+        raise DataError(f"dataset source must be a non-empty string ({known_sources()}). Received: {source!r}")
+    kind, _, arg = source.partition(":")
+    kind = kind.lower().replace("-", "_")
+    if kind == "digits" and not arg:
+        return _digits()
+    if kind == "shapes":
+        try:
+            count = int(arg) if arg else 1500
+        except ValueError:
+            raise DataError(f"shapes:N needs an integer sample count. Received: {source!r}") from None
+        size = tuple(image_size) if image_size is not None else (32, 32)
+        return _shapes(count, size, channels or 3, seed)
+    if kind == "folder" and arg:
+        data = read_folder(arg, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+        return RawSource(name=Path(arg).expanduser().resolve().name, class_names=data.class_names,
+                         train=data.splits["train"], val=data.splits.get("val"), test=data.splits.get("test"),
+                         skipped=data.skipped, native_size=True)
+    if kind == "npz" and arg:
+        return _npz(Path(arg).expanduser())
+    if kind in KERAS_DATASETS and not arg:
+        return _keras_cached(kind)
+    raise DataError(f"unknown dataset {source!r}. Use one of: {known_sources()}.")
+
+
+def _digits() -> RawSource:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # 0..16 intensities -> the 0..255 scale every model expects.
+    x = (bunch.images.astype(np.float32) * (255.0 / 16.0))[..., None]
+    return RawSource(name="digits", class_names=[str(c) for c in bunch.target_names],
+                     train=(x, bunch.target.astype(np.int32)), safe_augmentations=GLYPHS, fill_mode="constant")
+
+
+def _shapes(count: int, image_size: Sequence[int], channels: int, seed: int) -> RawSource:
+    if count < 2 * len(SHAPE_CLASSES):
+        raise DataError(f"shapes:N needs N >= {2 * len(SHAPE_CLASSES)}. Received: N={count}")
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3. Received: channels={channels}")
+    h, w = int(image_size[0]), int(image_size[1])
+    if min(h, w) < 8:
+        raise DataError(f"shapes need images of at least 8x8 pixels. Received: image_size={tuple(image_size)}")
+    rng = np.random.default_rng(seed)
+    y = np.arange(count, dtype=np.int32) % len(SHAPE_CLASSES)
+    rng.shuffle(y)
+    x = np.stack([_draw_shape(int(label), h, w, channels, rng) for label in y])
+    return RawSource(name="shapes", class_names=list(SHAPE_CLASSES), train=(x, y), safe_augmentations=SHAPES,
+                     fill_mode="nearest", native_size=True)
+
+
+def _draw_shape(label: int, h: int, w: int, channels: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw one shape at a random position, size and colour (2x supersampled for smooth edges)."""
+    s = 2
+    bg = rng.integers(0, 256, size=3)
+    fg = rng.integers(0, 256, size=3)
+    while np.abs(fg.astype(int) - bg.astype(int)).sum() < 180:  # keep the shape visible
+        fg = rng.integers(0, 256, size=3)
+    img = Image.new("RGB", (w * s, h * s), tuple(int(v) for v in bg))
+    draw = ImageDraw.Draw(img)
+    short = min(h, w) * s
+    r = rng.uniform(0.18, 0.4) * short
+    cx = rng.uniform(r, w * s - r)
+    cy = rng.uniform(r, h * s - r)
+    color = tuple(int(v) for v in fg)
+    name = SHAPE_CLASSES[label]
+    if name == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+    elif name == "square":
+        draw.rectangle([cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85], fill=color)
+    elif name == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=color)
+    elif name == "cross":
+        t = r * 0.3
+        draw.rectangle([cx - r, cy - t, cx + r, cy + t], fill=color)
+        draw.rectangle([cx - t, cy - r, cx + t, cy + r], fill=color)
+    else:  # diamond
+        draw.polygon([(cx, cy - r), (cx + r * 0.8, cy), (cx, cy + r), (cx - r * 0.8, cy)], fill=color)
+    img = img.resize((w, h), Image.LANCZOS)
+    if channels == 1:
+        img = img.convert("L")
+    return np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+
+
+def _npz(path: Path) -> RawSource:
+    if not path.is_file():
+        raise DataError(f"npz file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zipfile/pickle/format errors all mean "not a usable npz"
+        raise DataError(f"cannot read {path} as an .npz file: {exc}") from None
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}; it has {sorted(arrays)}. Expected x_train, y_train "
+                        f"[, x_test, y_test] (optionally x_val, y_val, class_names).")
+    splits = {}
+    for split in ("train", "val", "test"):
+        xk, yk = f"x_{split}", f"y_{split}"
+        if (xk in arrays) != (yk in arrays):
+            raise DataError(f"{path} has {xk if xk in arrays else yk} without {yk if xk in arrays else xk}.")
+        if xk in arrays:
+            splits[split] = (_check_images(arrays[xk], f"{path}:{xk}"), _check_labels(arrays[yk], f"{path}:{yk}"))
+            if len(splits[split][0]) != len(splits[split][1]):
+                raise DataError(f"{path}: {xk} has {len(splits[split][0])} images but {yk} has "
+                                f"{len(splits[split][1])} labels.")
+    num_classes = int(max(s[1].max() for s in splits.values())) + 1
+    if "class_names" in arrays:
+        names = [str(n) for n in arrays["class_names"].tolist()]
+    else:
+        names = [str(i) for i in range(num_classes)]
+    return RawSource(name=path.stem, class_names=names, train=splits["train"], val=splits.get("val"),
+                     test=splits.get("test"))
+
+
+def _check_images(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
+        raise DataError(f"{where} must be numeric images shaped (N, H, W) or (N, H, W, C). "
+                        f"Received: dtype={x.dtype}, shape={x.shape}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[-1] not in (1, 3):
+        raise DataError(f"{where} has {x.shape[-1]} channels; use 1 (grey) or 3 (RGB). Received: shape={x.shape}")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
+            raise DataError(f"{where} contains {int(bad.sum())} NaN/inf value(s) (first in image {first}); "
+                            f"clean the data before training.")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where} has values in [{lo:g}, {hi:g}]; pixels must be on the 0..255 scale "
+                            f"(or 0..1, which is rescaled).")
+        if hi <= 1.0:
+            logger.warning("%s looks like 0..1 floats; multiplying by 255 (models expect raw 0..255 pixels)", where)
+            x = x * 255.0
+        return x.astype(np.float32)
+    if x.min() < 0 or x.max() > 255:
+        raise DataError(f"{where} has integer values outside 0..255. Received: range [{x.min()}, {x.max()}]")
+    return x.astype(np.uint8)
+
+
+def _check_labels(y: np.ndarray, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where} must be integer class ids shaped (N,). Received: shape={y.shape}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.equal(np.mod(y, 1), 0).all():
+            raise DataError(f"{where} must hold integer class ids; found NaN or fractional values.")
+    elif y.dtype.kind not in "ui":
+        raise DataError(f"{where} must hold integer class ids. Received: dtype={y.dtype}")
+    if y.size and y.min() < 0:
+        raise DataError(f"{where} has negative label {int(y.min())}; labels must be 0..num_classes-1.")
+    return y.astype(np.int32)
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras keeps downloaded datasets (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
+
+
+def _keras_cached(name: str) -> RawSource:
+    """Read a ``keras.datasets`` dataset from the local cache, in the files ``keras.datasets`` itself keeps."""
+    cache = keras_cache_dir()
+    base = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+    def missing(what: Path, url: str) -> DataError:
+        return DataError(f"{name} is not in the local Keras cache: {what} does not exist. cnnkeras never "
+                         f"downloads at run time; download {url} on a connected machine and place it at "
+                         f"{what} (or set KERAS_HOME to the folder that holds datasets/).")
+
+    if name == "mnist":
+        path = cache / "mnist.npz"
+        if not path.is_file():
+            raise missing(path, base + "mnist.npz")
+        with np.load(path) as f:
+            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        return RawSource(name=name, class_names=[str(i) for i in range(10)], train=(xtr[..., None], ytr.astype(np.int32)),
+                         test=(xte[..., None], yte.astype(np.int32)), safe_augmentations=GLYPHS,
+                         fill_mode="constant")
+    if name == "fashion_mnist":
+        folder = cache / "fashion-mnist"
+        files = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz"]
+        for f in files:
+            if not (folder / f).is_file():
+                raise missing(folder / f, base + f)
+        raw = []
+        for f in files:
+            with gzip.open(folder / f, "rb") as fh:
+                raw.append(np.frombuffer(fh.read(), np.uint8, offset=8 if "labels" in f else 16))
+        ytr, xtr, yte, xte = raw
+        return RawSource(name=name, class_names=_FASHION_NAMES,
+                         train=(xtr.reshape(-1, 28, 28, 1), ytr.astype(np.int32)),
+                         test=(xte.reshape(-1, 28, 28, 1), yte.astype(np.int32)),
+                         safe_augmentations=("hflip", "crop", "translate", "rotate", "zoom"), fill_mode="constant")
+    folder_name = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    folder, archive = cache / folder_name, cache / f"{folder_name.split('-batches')[0].replace('-python', '')}-python.tar.gz"
+    members = (["data_batch_%d" % i for i in range(1, 6)], ["test_batch"]) if name == "cifar10" else (["train"], ["test"])
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+
+    def read(member: str) -> dict:
+        if folder.is_dir():
+            with open(folder / member, "rb") as fh:
+                return pickle.load(fh, encoding="bytes")
+        with tarfile.open(archive, "r:gz") as tar:
+            fh = tar.extractfile(f"{folder_name}/{member}")
+            return pickle.load(fh, encoding="bytes")
+
+    if not folder.is_dir() and not archive.is_file():
+        raise missing(archive, f"https://www.cs.toronto.edu/~kriz/{archive.name}")
+    xs, ys = [], []
+    for group in members:
+        batches = [read(m) for m in group]
+        xs.append(np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.concatenate([np.asarray(b[label_key]) for b in batches]).astype(np.int32))
+    if name == "cifar10":
+        names = _CIFAR10_NAMES
+    else:
+        meta = read("meta")
+        names = [n.decode() for n in meta[b"fine_label_names"]]
+    return RawSource(name=name, class_names=names, train=(xs[0], ys[0]), test=(xs[1], ys[1]))

@@ -1,0 +1,198 @@
+"""Image files: the one decode-and-resize function, and ``folder:PATH`` datasets.
+
+``decode_image`` is shared by training and ``cnnkeras predict`` so that a deployed model sees pixels
+prepared exactly as during training (PIL decode, EXIF orientation, first GIF frame, mode conversion,
+bilinear resize).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from training.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_SPLIT_NAMES = ("train", "val", "test")
+
+
+def _open(path_or_bytes: str | os.PathLike | bytes) -> Image.Image:
+    """Open and fully decode an image (truncated files fail here, not later)."""
+    where = "<bytes>" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+    try:
+        src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+        img = Image.open(src)
+        img.seek(0)  # first frame of an animated GIF
+        img.load()
+    except FileNotFoundError:
+        raise DataError(f"image not found: {where}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot decode image {where}: {exc}. The file is corrupt, truncated or not an "
+                        f"image; fix or remove it (or pass --skip-bad-images).") from None
+    return img
+
+
+def _to_mode(img: Image.Image, channels: int) -> Image.Image:
+    img = ImageOps.exif_transpose(img)
+    if channels == 1:
+        return img if img.mode == "L" else img.convert("L")
+    if channels == 3:
+        return img if img.mode == "RGB" else img.convert("RGB")
+    raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels}")
+
+
+def decode_image(path_or_bytes: str | os.PathLike | bytes, image_size: Sequence[int] | None,
+                 channels: int) -> np.ndarray:
+    """Decode an image file and convert it to the model's input format.
+
+    Args:
+        path_or_bytes: A file path or the encoded bytes (PNG, JPEG, BMP, GIF).
+        image_size: Target ``(height, width)``; ``None`` keeps the image's own size.
+        channels: 1 (grey, ITU-R 601 luma) or 3 (RGB; alpha is dropped).
+
+    Returns:
+        A ``uint8`` array of shape ``(height, width, channels)`` on the 0..255 scale.
+
+    Raises:
+        DataError: The file is missing, corrupt or truncated, or the arguments are invalid.
+    """
+    return _convert(_open(path_or_bytes), image_size, channels)
+
+
+@dataclass
+class FolderData:
+    """Images read from a ``folder:PATH`` dataset (before splitting)."""
+
+    class_names: list[str]
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # "train" and optionally "val", "test"
+    skipped: list[str]
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def _list_split(root: Path, class_names: list[str] | None) -> dict[str, list[Path]]:
+    classes = _class_dirs(root)
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders. Expected one sub-folder per class "
+                        f"({root}/cat/*.png, {root}/dog/*.png, ...) or train/ [val/] [test/] folders holding them.")
+    files = {c.name: _image_files(c) for c in classes}
+    empty = [name for name, fs in files.items() if not fs]
+    if empty:
+        raise DataError(f"class folder(s) with no images under {root}: {', '.join(empty)}. Add images "
+                        f"({', '.join(IMAGE_SUFFIXES)}) or remove the folder(s).")
+    if class_names is not None:
+        unknown = sorted(set(files) - set(class_names))
+        if unknown:
+            raise DataError(f"{root} has class folder(s) that train/ does not: {', '.join(unknown)}. "
+                            f"Every class must have training images.")
+    return files
+
+
+def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, channels: int | None,
+                skip_bad_images: bool = False) -> FolderData:
+    """Read a folder of class sub-folders (or ``train/``, ``val/``, ``test/`` sub-folders holding them).
+
+    Args:
+        root: The dataset folder.
+        image_size: Target ``(height, width)``; ``None`` requires all images to share one size.
+        channels: 1 or 3; ``None`` follows the images (grey modes -> 1, colour -> 3), and requires
+            all images to agree.
+        skip_bad_images: Skip corrupt/truncated files with a warning instead of failing.
+
+    Returns:
+        The decoded images as ``uint8`` NHWC arrays with ``int32`` labels, per split.
+
+    Raises:
+        DataError: Missing/empty folders, classes without images, corrupt files, or mixed sizes/modes
+            without ``image_size``/``channels``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}. Use folder:PATH with one sub-folder per class.")
+    sub = {p.name for p in _class_dirs(root)}
+    if "train" in sub:
+        split_files = {"train": _list_split(root / "train", None)}
+        names = sorted(split_files["train"])
+        for split in ("val", "test"):
+            if split in sub:
+                split_files[split] = _list_split(root / split, names)
+    else:
+        split_files = {"train": _list_split(root, None)}
+        names = sorted(split_files["train"])
+    if len(names) < 2:
+        raise DataError(f"{root} has only one class ({names[0]}); a classifier needs at least two class folders.")
+
+    # Decode everything once; collect every bad file so the user can fix them all in one go.
+    decoded: dict[str, list[tuple[Image.Image, int, Path]]] = {}
+    bad: list[str] = []
+    for split, per_class in split_files.items():
+        decoded[split] = []
+        for label, name in enumerate(names):
+            for path in per_class.get(name, []):
+                try:
+                    decoded[split].append((_open(path), label, path))
+                except DataError as exc:
+                    bad.append(f"{path} ({str(exc).split(': ', 1)[-1].split('. The file')[0]})")
+    if bad and not skip_bad_images:
+        shown = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise DataError(f"{len(bad)} image(s) under {root} cannot be decoded:\n  {shown}\n"
+                        f"Fix or delete them, or pass --skip-bad-images to skip them.")
+    if bad:
+        logger.warning("skipped %d bad image(s) under %s: %s", len(bad), root, "; ".join(bad[:5]))
+
+    everything = [item for items in decoded.values() for item in items]
+    if channels is None:
+        kinds = Counter("grey" if img.mode in _GREY_MODES else "colour" for img, _, _ in everything)
+        if len(kinds) > 1:
+            raise DataError(f"images under {root} mix grey and colour modes ({dict(kinds)}); pass "
+                            f"--channels 1 or --channels 3 to convert them all.")
+        channels = 1 if "grey" in kinds else 3
+    if image_size is None:
+        sizes = Counter(img.size for img, _, _ in everything)
+        if len(sizes) > 1:
+            listed = ", ".join(f"{h}x{w}: {n}" for (w, h), n in sizes.most_common(5))
+            raise DataError(f"images under {root} have mixed sizes ({listed} files); pass --image-size HxW "
+                            f"(e.g. --image-size 32x32) to resize them all.")
+        (w, h), = sizes
+        image_size = (h, w)
+
+    splits = {}
+    for split, items in decoded.items():
+        if not items:
+            raise DataError(f"no usable images left in {root / split if split != 'train' or len(decoded) > 1 else root}.")
+        x = np.stack([_convert(img, image_size, channels) for img, _, _ in items])
+        y = np.array([label for _, label, _ in items], dtype=np.int32)
+        splits[split] = (x, y)
+    logger.info("read %s: %s, %d classes, %dx%dx%d", root,
+                ", ".join(f"{k} {len(v[1])}" for k, v in splits.items()), len(names), *image_size, channels)
+    return FolderData(class_names=names, splits=splits, skipped=bad)
+
+
+def _convert(img: Image.Image, image_size: Sequence[int] | None, channels: int) -> np.ndarray:
+    img = _to_mode(img, channels)
+    if image_size is not None:
+        h, w = int(image_size[0]), int(image_size[1])
+        if h <= 0 or w <= 0:
+            raise DataError(f"image_size must be positive (height, width). Received: image_size={image_size}")
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr.reshape(arr.shape[0], arr.shape[1], channels)

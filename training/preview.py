@@ -1,0 +1,56 @@
+"""``augment_preview``: a PNG grid of original vs augmented samples, to see what training sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def augment_preview(source: str, out: str | Path = "augment_preview.png", *, augment: Any = "default",
+                    mixup: float = 0.0, cutmix: float = 0.0, samples: int = 8, variants: int = 6, seed: int = 0,
+                    **load_kwargs: Any) -> Path:
+    """Write a grid: one row per training sample (one per class first), original then augmented versions.
+
+    Args:
+        source: Dataset source (see :func:`training.load_arrays`).
+        out: Output PNG path.
+        augment: Augmentation request (see :func:`training.augment.resolve_augment`).
+        mixup: Mixup alpha added to ``augment``.
+        cutmix: CutMix alpha added to ``augment``.
+        samples: Rows.
+        variants: Augmented columns per row.
+        seed: Seed for the split and the augmentation draws.
+        **load_kwargs: Other :func:`training.load_arrays` arguments.
+
+    Returns:
+        The PNG path.
+    """
+    import dataclasses
+
+    from cnnkeras._keras import tf
+    from training.augment import make_augmenter, resolve_augment
+    from training.data import load_arrays
+    from training.errors import DataError
+    from training.plots import plot_augment_grid
+
+    if samples < 1 or variants < 1:
+        raise DataError(f"samples and variants must be >= 1. Received: samples={samples}, variants={variants}")
+    split, info = load_arrays(source, seed=seed, **load_kwargs)
+    cfg = resolve_augment(augment, info)
+    if mixup or cutmix:
+        cfg = dataclasses.replace(cfg, mixup=mixup or cfg.mixup, cutmix=cutmix or cfg.cutmix)
+    x, y = split.train
+    # One sample per class first, so every class shows up in the grid.
+    order = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]
+    order += [i for i in range(len(y)) if i not in set(order)]
+    idx = order[:samples]
+    images = x[idx].astype(np.float32)
+    onehot = np.eye(info.num_classes, dtype=np.float32)[y[idx]]
+    fn = make_augmenter(cfg, info)
+    batches = [fn(tf.constant(images), tf.constant(onehot), tf.constant([seed, v], tf.int64))[0].numpy()
+               for v in range(variants)]
+    on = ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items() if v and k != "fill_mode") or "none"
+    return plot_augment_grid(images, batches, [info.class_names[int(c)] for c in y[idx]], out,
+                             title=f"{info.name}: {on}")

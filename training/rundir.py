@@ -1,0 +1,117 @@
+"""Run directories: choosing and guarding the output folder, versions, and loading a finished run."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from training.errors import DataError, TrainingError
+
+CONFIG, METRICS, MODEL, LABELS = "config.json", "metrics.json", "model.keras", "labels.txt"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that determine a run's result.
+
+    Returns:
+        ``{package: version}``.
+    """
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("cnnkeras", "tensorflow", "tf-keras", "numpy", "scikit-learn", "pillow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            if pkg == "cnnkeras":
+                import cnnkeras
+
+                out[pkg] = cnnkeras.__version__
+    return out
+
+
+def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool) -> Path:
+    """Pick (and guard) the run directory.
+
+    Args:
+        out: Explicit directory, or ``None`` for ``project_dir/name``, ``name2``, ``name3``, ...
+        project_dir: Parent folder of auto-named runs.
+        name: Base name of auto-named runs.
+        overwrite: Allow replacing an existing run directory given as ``out``.
+
+    Returns:
+        The directory (created, empty).
+
+    Raises:
+        TrainingError: ``out`` exists without ``overwrite``, or it is not a run directory, or unwritable.
+    """
+    if out is None:
+        base = Path(project_dir)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
+        n = 1
+        while (base / (safe if n == 1 else f"{safe}{n}")).exists():
+            n += 1
+        path = base / (safe if n == 1 else f"{safe}{n}")
+    else:
+        path = Path(out)
+        if path.exists():
+            if not overwrite:
+                raise TrainingError(f"output directory {path} already exists. Pass --overwrite to replace it, "
+                                    f"--resume {path} to continue it, or choose another --out.")
+            if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
+                raise TrainingError(f"refusing to overwrite {path}: it is not a cnnkeras run directory "
+                                    f"(no {CONFIG}). Choose another --out.")
+            shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True)
+        (path / "checkpoints").mkdir()
+    except OSError as exc:
+        raise TrainingError(f"cannot create the run directory {path}: {exc.strerror or exc}. "
+                            f"Choose a writable --out.") from None
+    return path
+
+
+def load_run_model(run_dir: str | Path) -> Any:
+    """Load the trained model of a finished run (safe mode, no custom objects).
+
+    Args:
+        run_dir: A run directory written by :func:`training.train`.
+
+    Returns:
+        The ``keras.Model`` (uncompiled).
+
+    Raises:
+        DataError: Missing, incomplete (no ``metrics.json``: training did not finish) or corrupt run.
+    """
+    from cnnkeras._keras import keras
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise DataError(f"run directory not found: {run}")
+    if not (run / CONFIG).is_file():
+        raise DataError(f"{run} is not a cnnkeras run directory (no {CONFIG}).")
+    if not (run / METRICS).is_file():
+        raise DataError(f"{run} is an incomplete run (no {METRICS}): training did not finish. Continue it with "
+                        f"`cnnkeras train --resume {run}` or train again.")
+    path = run / MODEL
+    if not path.is_file():
+        raise DataError(f"{run} has no {MODEL}; the run directory is damaged. Train again.")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # zip/h5/config errors all mean the file is unusable
+        raise DataError(f"cannot load {path}: {exc}. The file is corrupt; train again.") from None
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """Whether a run finished (``metrics.json`` is written last).
+
+    Args:
+        run_dir: Run directory.
+
+    Returns:
+        True when ``metrics.json`` exists.
+    """
+    return (Path(run_dir) / METRICS).is_file()

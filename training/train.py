@@ -1,0 +1,323 @@
+"""``train(config) -> run dir``: read top to bottom, it is the whole training run.
+
+1. strategy (first: multi-device set-up must precede other TF work), seeds, determinism
+2. data -> split arrays -> recipe defaults -> model (zoo name or spec) -> compile
+3. run directory: ``config.json`` + ``labels.txt`` up front; ``checkpoints/`` every epoch
+4. ``fit`` (optionally resumed from ``checkpoints/last``) with CSV/TensorBoard logs
+5. final float32 model -> ``model.keras``, test metrics, plots, and ``metrics.json`` **last**
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
+from training import config as config_mod
+from training.callbacks import EpochState, LearningRateLogger
+from training.config import TrainConfig
+from training.data import load_arrays, make_eval_dataset, make_train_dataset, read_run_config, steps_per_epoch
+from training.errors import DataError, TrainingError
+from training.rundir import CONFIG, LABELS, METRICS, MODEL, choose_run_dir, is_complete, versions
+
+logger = logging.getLogger(__name__)
+
+
+def train(config: TrainConfig) -> Path:
+    """Train a model and write a complete run directory.
+
+    Args:
+        config: What to train (``None`` options take the data's default recipe).
+
+    Returns:
+        The run directory (``metrics.json`` present: the run is complete).
+
+    Raises:
+        UserError: Bad data, options or output directory (``DataError``, ``TrainingError``,
+            ``SpecError``), or a diverging loss.
+    """
+    resume_from = None
+    if config.resume:
+        config, resume_from = _resume_config(config)
+
+    from cnnkeras._keras import keras, tf
+    from training.distribute import is_chief, make_strategy
+
+    strategy = make_strategy(config.strategy, config.devices)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    # -- data and recipe ------------------------------------------------------------------
+    spec = _load_spec(config)
+    image_size, channels = config.image_size, config.channels
+    if spec is not None:  # a spec fixes the input: convert the data to it unless told otherwise
+        image_size = image_size or tuple(spec.input_shape[:2])
+        channels = channels or spec.input_shape[2]
+    data_args = dict(image_size=list(image_size) if image_size is not None else None, channels=channels,
+                     val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed,
+                     skip_bad_images=config.skip_bad_images)
+    source = _absolute_source(config.data)
+    split, info = load_arrays(source, **data_args)
+    config = config_mod.resolve(config, info.name, info.input_shape, len(split.train[1]))
+    config = dataclasses.replace(config, data=source)  # an absolute path resumes from any folder
+    from training.augment import make_augmenter, resolve_augment
+
+    aug = resolve_augment(config.augment, info)
+    if config.mixup or config.cutmix:
+        aug = dataclasses.replace(aug, mixup=config.mixup or aug.mixup, cutmix=config.cutmix or aug.cutmix)
+
+    model_name = spec.name if spec is not None else (config.model or _default_model(info.input_shape))
+    model_record = _model_record(config, spec, model_name, info)
+
+    # -- run directory ----------------------------------------------------------------------
+    chief = config.strategy != "multiworker" or is_chief()
+    if resume_from is not None:
+        run_dir = resume_from
+    elif chief:
+        run_dir = choose_run_dir(config.out, config.project_dir, f"{model_name}_{info.name}", config.overwrite)
+    else:  # other workers write their (identical) copies to a scratch folder
+        run_dir = Path(tempfile.mkdtemp(prefix="cnnkeras_worker_"))
+        (run_dir / "checkpoints").mkdir()
+    full_config = {
+        "format": "cnnkeras-run/1",
+        "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
+        "data": {"source": source, **data_args},
+        "model": model_record,
+        "train": {**config.to_dict(), "augment": aug.to_dict(), "resume": None},
+        "dataset": info.to_dict(),
+        "versions": versions(),
+    }
+    if resume_from is None:
+        _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
+                                 atomic_write_text(run_dir / LABELS, "\n".join(info.class_names) + "\n")))
+
+    # -- model ------------------------------------------------------------------------------
+    import cnnkeras
+
+    policy_before = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        with strategy.scope():
+            model = _build(config, spec, model_name, info)
+            train_model = model
+            if model.output.dtype != tf.float32:  # mixed precision: compute the loss in float32
+                out = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)
+                train_model = keras.Model(model.input, out, name=model.name)
+            steps = steps_per_epoch(len(split.train[1]), config.batch_size)
+            from training.optim import make_optimizer
+
+            optimizer = make_optimizer(config, steps)
+            logits = cnnkeras.model_outputs_logits(model)
+            train_model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=config.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                jit_compile=config.jit)
+            checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer)
+            state = EpochState(run_dir, checkpoint, train_model, config.monitor, config.early_stopping)
+            initial_epoch = 0
+            if resume_from is not None:
+                initial_epoch = state.restore(optimizer)
+    finally:
+        keras.mixed_precision.set_global_policy(policy_before)
+
+    # -- fit --------------------------------------------------------------------------------
+    augmenter = make_augmenter(aug, info) if aug.enabled else None
+    train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
+                                  epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter)
+    val_ds = make_eval_dataset(*split.val, info.num_classes, config.batch_size)
+    callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(), state,
+                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume_from is not None)]
+    if config.tensorboard:
+        try:
+            import tensorboard  # noqa: F401  (tf.summary needs it at run time)
+
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0))
+        except ImportError:
+            logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+    logger.info("training %s (%s params) on %s: %d epochs x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s)",
+                model_name, f"{model.count_params():,}", info.name, config.epochs, steps, config.batch_size,
+                config.optimizer, config.lr, config.precision, config.strategy, strategy.num_replicas_in_sync,
+                "s" if strategy.num_replicas_in_sync > 1 else "")
+    start = time.perf_counter()
+    if initial_epoch < config.epochs:
+        train_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                        validation_data=val_ds, class_weight=_class_weights(config.class_weight, split.train[1],
+                                                                           info.num_classes),
+                        callbacks=callbacks, verbose=config.verbose)
+    train_seconds = time.perf_counter() - start
+    if state.nan_epoch is not None:
+        raise TrainingError(
+            f"the loss became NaN/inf in epoch {state.nan_epoch + 1}: training diverged and was stopped. "
+            f"Lower the learning rate (it was {config.lr:g}; try --lr {config.lr / 10:g}), check the data for "
+            f"extreme values, or train in float32 (--precision float32). {run_dir} is incomplete (no {METRICS}).")
+
+    # -- final model, metrics, plots, metrics.json last --------------------------------------
+    final = _build(config, spec, model_name, info)
+    final.set_weights(state.final_weights(config.final))
+    from training.evaluate import classification_metrics, predict_probabilities
+    from training.plots import plot_confusion_matrix, plot_curves
+
+    metrics = classification_metrics(predict_probabilities(final, split.test[0], logits=logits), split.test[1],
+                                     info.class_names, config.top_k)
+    val = classification_metrics(predict_probabilities(final, split.val[0], logits=logits), split.val[1],
+                                 info.class_names, 1, prefix="val")
+    history = _read_history(run_dir / "history.csv")
+    metrics.update(val_accuracy=val["val_accuracy"], val_loss=val["val_loss"], model=model_name,
+                   params=int(final.count_params()), epochs_run=len(history.get("epoch", [])),
+                   best_epoch=state.best_epoch, final_weights=config.final, train_seconds=round(train_seconds, 2),
+                   train_images_per_second=round(len(split.train[1]) * max(config.epochs - initial_epoch, 0)
+                                                 / max(train_seconds, 1e-9), 1) if initial_epoch < config.epochs else None,
+                   class_names=info.class_names, complete=True)
+
+    def finish() -> None:
+        with atomic_path(run_dir / MODEL) as tmp:
+            final.save(tmp)
+        plot_curves(history, run_dir / "curves.png", state.best_epoch)
+        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), info.class_names,
+                              run_dir / "confusion_matrix.png")
+        atomic_write_json(run_dir / METRICS, metrics)  # last: marks the run complete
+
+    _write(run_dir, finish)
+    logger.info("test accuracy %.2f%% (top-%d %.2f%%, loss %.4f) on %d images; run directory: %s",
+                100 * metrics["test_accuracy"], metrics["top_k"], 100 * metrics[f"test_top{metrics['top_k']}_accuracy"],
+                metrics["test_loss"], metrics["test_examples"], run_dir)
+    if not chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return run_dir
+
+
+def _write(run_dir: Path, fn: Any) -> None:
+    """Run a group of writes, turning OS errors (disk full, permissions) into a clear user error."""
+    try:
+        fn()
+    except OSError as exc:
+        why = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
+        raise TrainingError(f"cannot write to {run_dir}: {why}. The run is incomplete (no {METRICS}); free space "
+                            f"or choose another --out, then train again.") from None
+
+
+def _resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
+    run_dir = Path(config.resume)
+    saved = read_run_config(run_dir)
+    if not (run_dir / "checkpoints" / "state.json").is_file():
+        raise TrainingError(f"{run_dir} has no checkpoint to resume from (checkpoints/state.json): it stopped before "
+                            f"its first epoch ended. Train again instead.")
+    stored = dict(saved["train"])
+    stored["spec"] = saved["model"].get("spec") if saved["model"].get("source") == "spec" else None
+    stored.update(resume=str(run_dir), out=str(run_dir), overwrite=False)
+    stored["augment"] = {k: v for k, v in stored["augment"].items()}
+    resumed = TrainConfig.from_dict(stored)
+    if config.epochs is not None and config.epochs != resumed.epochs:
+        logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
+                       config.epochs, resumed.epochs)
+        resumed.epochs = config.epochs
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    if is_complete(run_dir) and state["epoch"] >= resumed.epochs:
+        raise TrainingError(f"{run_dir} is already complete ({state['epoch']} of {resumed.epochs} epochs). "
+                            f"Pass --epochs N (more than {state['epoch']}) to train further.")
+    resumed.verbose = config.verbose
+    return resumed, run_dir
+
+
+def _absolute_source(source: str) -> str:
+    kind, sep, arg = source.partition(":")
+    if sep and kind.lower() in ("folder", "npz") and arg:
+        return f"{kind.lower()}:{Path(arg).expanduser().resolve()}"
+    return source
+
+
+def _load_spec(config: TrainConfig) -> Any:
+    if config.spec is None:
+        return None
+    from cnnkeras.builder import as_spec
+
+    return as_spec(config.spec)
+
+
+def _default_model(input_shape: tuple[int, int, int]) -> str:
+    import cnnkeras
+
+    return cnnkeras.default_model_for(input_shape)
+
+
+def _model_record(config: TrainConfig, spec: Any, name: str, info: Any) -> dict[str, Any]:
+    import cnnkeras
+
+    if spec is not None:
+        return {"source": "spec", "name": name, "spec": spec.to_dict()}
+    record = {"source": "zoo", "name": name, "overrides": dict(config.model_args)}
+    try:
+        record["spec"] = cnnkeras.get_spec(name, info.input_shape, info.num_classes, **config.model_args).to_dict()
+    except cnnkeras.SpecError:
+        pass  # a model registered as a Keras builder has no spec; name + overrides reproduce it
+    return record
+
+
+def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
+    """Build the model and check it fits the data (shape, classes, head)."""
+    import cnnkeras
+
+    if spec is not None:
+        if tuple(spec.input_shape) != tuple(info.input_shape):
+            raise DataError(f"spec {spec.name} expects input {tuple(spec.input_shape)} but the data is "
+                            f"{tuple(info.input_shape)}; pass --image-size/--channels to match the spec.")
+        if spec.num_classes != info.num_classes:
+            raise DataError(f"spec {spec.name} has num_classes={spec.num_classes} but {info.name} has "
+                            f"{info.num_classes} classes ({', '.join(info.class_names[:10])}). Fix num_classes.")
+        model = cnnkeras.build_model(spec)
+    else:
+        model = cnnkeras.create_model(name, info.input_shape, info.num_classes, **config.model_args)
+    head = cnnkeras.model_head_type(model)
+    if head != "classifier":
+        raise TrainingError(f"model {name} has a {head!r} head; training on image-level class labels needs a "
+                            f"classifier head (a dense_map model needs per-pixel labels, which no dataset here "
+                            f"provides).")
+    if tuple(model.input_shape[1:]) != tuple(info.input_shape):
+        raise DataError(f"model {name} expects input {tuple(model.input_shape[1:])} but the data is "
+                        f"{tuple(info.input_shape)}; pass --image-size/--channels.")
+    return model
+
+
+def _class_weights(option: Any, y: np.ndarray, num_classes: int) -> dict[int, float] | None:
+    if option is None:
+        return None
+    if option == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        w = compute_class_weight("balanced", classes=np.arange(num_classes), y=y)
+        return {i: float(v) for i, v in enumerate(w)}
+    weights = {int(k): float(v) for k, v in option.items()}
+    bad = [k for k in weights if not 0 <= k < num_classes]
+    if bad or any(v < 0 or not math.isfinite(v) for v in weights.values()):
+        raise TrainingError(f"class_weight keys must be class ids 0..{num_classes - 1} with weights >= 0. "
+                            f"Received: {option}")
+    return {i: weights.get(i, 1.0) for i in range(num_classes)}
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                cols.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                pass
+    return cols
