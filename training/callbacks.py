@@ -35,11 +35,15 @@ class EpochState(keras.callbacks.Callback):
         self.dir = Path(run_dir) / "checkpoints"
         self.ckpt, self.train_model, self.monitor, self.patience = checkpoint, model, monitor, patience or 0
         self.higher = monitor.endswith("accuracy")
-        self.best, self.best_epoch, self.wait, self.slot = None, None, 0, "b"
+        self.best, self.best_loss, self.best_epoch, self.wait, self.slot = None, None, None, 0, "b"
         self.nan_epoch: int | None = None
 
-    def _improved(self, value: float) -> bool:
-        return self.best is None or (value > self.best if self.higher else value < self.best)
+    def _improved(self, value: float, val_loss: float | None) -> bool:
+        if self.best is None or (value > self.best if self.higher else value < self.best):
+            return True
+        # A small validation set often ties on accuracy: prefer the lower validation loss then.
+        return (value == self.best and self.higher and val_loss is not None and self.best_loss is not None
+                and val_loss < self.best_loss)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -49,8 +53,10 @@ class EpochState(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         value = logs.get(self.monitor)
-        if value is not None and math.isfinite(value) and self._improved(value):
-            self.best, self.best_epoch, self.wait = float(value), epoch, 0
+        val_loss = logs.get("val_loss")
+        if value is not None and math.isfinite(value) and self._improved(value, val_loss):
+            self.wait = 0
+            self.best, self.best_loss, self.best_epoch = float(value), val_loss, epoch
             with atomic_path(self.dir / "best.weights.h5") as tmp:
                 self.train_model.save_weights(str(tmp))
         else:
@@ -59,7 +65,7 @@ class EpochState(keras.callbacks.Callback):
         self.ckpt.write(str(self.dir / f"last-{self.slot}"))
         atomic_write_json(self.dir / "state.json", {
             "epoch": epoch + 1, "last": f"last-{self.slot}", "monitor": self.monitor, "best": self.best,
-            "best_epoch": self.best_epoch, "wait": self.wait})
+            "best_loss": self.best_loss, "best_epoch": self.best_epoch, "wait": self.wait})
         if self.patience and self.wait >= self.patience:
             logger.info("early stopping after epoch %d: %s has not improved for %d epochs (best %.4f in epoch %d)",
                         epoch + 1, self.monitor, self.wait, self.best, self.best_epoch + 1)
@@ -78,6 +84,7 @@ class EpochState(keras.callbacks.Callback):
         optimizer.build(self.train_model.trainable_variables)
         self.ckpt.read(str(self.dir / state["last"])).assert_existing_objects_matched()
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_loss = state.get("best_loss")
         self.slot = state["last"][-1]
         logger.info("resumed from %s after epoch %d", self.dir / state["last"], state["epoch"])
         return int(state["epoch"])

@@ -107,6 +107,11 @@ def train(config: TrainConfig) -> Path:
 
     policy_before = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(config.precision)
+    # Dropout etc. then draw from tf.random.Generator objects whose state is checkpointed, so a resumed
+    # run repeats the uninterrupted run's masks (single replica; distributed runs keep Keras' default).
+    exact_rng = strategy.num_replicas_in_sync == 1 and config.strategy != "multiworker"
+    if exact_rng:
+        keras.backend.experimental.enable_tf_random_generator()
     try:
         with strategy.scope():
             model = _build(config, spec, model_name, info)
@@ -124,21 +129,28 @@ def train(config: TrainConfig) -> Path:
                 loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=config.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                 jit_compile=config.jit)
-            checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer)
+            generators = [layer._random_generator._generator for layer in model.layers  # noqa: SLF001
+                          if getattr(getattr(layer, "_random_generator", None), "_generator", None) is not None]
+            checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer,
+                                             rng={str(i): g for i, g in enumerate(generators)})
             state = EpochState(run_dir, checkpoint, train_model, config.monitor, config.early_stopping)
             initial_epoch = 0
             if resume_from is not None:
                 initial_epoch = state.restore(optimizer)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
+        if exact_rng:
+            keras.backend.experimental.disable_tf_random_generator()
 
     # -- fit --------------------------------------------------------------------------------
     augmenter = make_augmenter(aug, info) if aug.enabled else None
     train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
                                   epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter)
     val_ds = make_eval_dataset(*split.val, info.num_classes, config.batch_size)
-    callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(), state,
-                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume_from is not None)]
+    if resume_from is not None:
+        _truncate_history(run_dir / "history.csv", initial_epoch)
+    callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume_from is not None), state]
     if config.tensorboard:
         try:
             import tensorboard  # noqa: F401  (tf.summary needs it at run time)
@@ -304,6 +316,16 @@ def _class_weights(option: Any, y: np.ndarray, num_classes: int) -> dict[int, fl
         raise TrainingError(f"class_weight keys must be class ids 0..{num_classes - 1} with weights >= 0. "
                             f"Received: {option}")
     return {i: weights.get(i, 1.0) for i in range(num_classes)}
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Drop history rows of epochs that will be trained again (an interruption after the log line)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
+                        and int(ln.split(",", 1)[0]) < epochs]
+    atomic_write_text(path, "".join(keep))
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
