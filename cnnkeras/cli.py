@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 import traceback
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from cnnkeras.errors import UserError
 
@@ -123,7 +123,7 @@ def _summary_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``summary`` subcommand (per-layer table of a zoo model or a spec file).
+    """Add the ``summary`` and ``analyze`` subcommands.
 
     Args:
         subparsers: The top-level parser's subparsers object.
@@ -136,10 +136,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, metavar="N", help="number of classes (zoo default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_summary_command)
+    register_analyze(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``summary`` command alone (``python -m cnnkeras``).
+    """Run cnnkeras's own subcommands (``python -m cnnkeras summary|analyze ...``).
 
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
@@ -148,3 +149,97 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     return run_main("cnnkeras", [register], argv)
+
+
+def _load_images(paths: Sequence[str], input_shape: tuple) -> "Any":
+    """Images for ``analyze``: ``.npz`` (key ``x``/``images`` or the first array), ``.npy`` or image files."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from cnnkeras.errors import UserError
+
+    h, w, c = input_shape
+    batches = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"--images: file not found: {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".npz", ".npy"):
+            try:
+                data = np.load(path)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--images: cannot read {path}: {exc}") from None
+            if suffix == ".npz":
+                key = next((k for k in ("x", "images", "x_test") if k in data.files), data.files[0])
+                data = data[key]
+            batches.append(np.asarray(data, dtype="float32").reshape(-1, h, w, c) if data.size % (h * w * c) == 0
+                           else data)
+        else:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(path) as img:
+                    img = img.convert("L" if c == 1 else "RGB").resize((w, h))
+                    batches.append(np.asarray(img, dtype="float32").reshape(1, h, w, c))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise UserError(f"--images: {path} is not a readable image: {exc}") from None
+    return np.concatenate(batches) if len(batches) > 1 else batches[0]
+
+
+def _analyze_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from cnnkeras import analysis
+    from cnnkeras._keras import keras
+    from cnnkeras.builder import model_head_type
+    from cnnkeras.errors import UserError
+    from cnnkeras.fileio import atomic_write_json
+
+    path = Path(args.model)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(f"model not found: {path} (pass a .keras file or a run directory holding model.keras)")
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # a corrupt or foreign file is the user's input, not our bug
+        raise UserError(f"cannot load {path} as a Keras model: {exc}") from None
+    images = _load_images(args.images, tuple(model.input_shape[1:]))
+    out = Path(args.out) if args.out else path.parent / "analysis"
+    shift = args.shift
+    report: dict = {"model": str(path), "images": int(len(images))}
+    layer = analysis._layer(model, args.layer, "last").name
+    stride = analysis.feature_stride(model, layer)
+    steps = [(shift * stride[0], 0), (0, shift * stride[1])]
+    report["equivariance"] = analysis.translation_equivariance(model, images, layer, shifts=steps)
+    if model_head_type(model) == "classifier":
+        report["invariance"] = analysis.prediction_invariance(
+            model, images, shifts=[(0, shift), (shift, 0), (0, -shift), (-shift, 0)])
+    report["filters_png"] = str(analysis.save_filter_grid(model, out / "filters.png"))
+    report["activations_png"] = str(analysis.save_activation_grid(model, images[0], out / "activations.png"))
+    atomic_write_json(out / "analysis.json", report)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def register_analyze(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` subcommand (equivariance/invariance measurements and pictures).
+
+    Args:
+        subparsers: The top-level parser's subparsers object.
+    """
+    p = subparsers.add_parser("analyze", help="translation equivariance/invariance, filter and activation pictures",
+                              description="Measure translation equivariance of a layer's feature maps and "
+                                          "invariance of predictions on given images; draw filters and "
+                                          "activations as PNG.")
+    p.add_argument("model", metavar="MODEL", help="a .keras file or a run directory holding model.keras")
+    p.add_argument("--images", nargs="+", required=True, metavar="FILE",
+                   help=".npz/.npy arrays (raw 0..255 pixels) or image files")
+    p.add_argument("--layer", help="feature-map layer to measure (default: the last one)")
+    p.add_argument("--shift", type=int, default=1,
+                   help="shift in feature-map cells for equivariance, in pixels for invariance (default 1)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: MODEL's folder/analysis)")
+    p.set_defaults(func=_analyze_command)
