@@ -157,7 +157,7 @@ class ModelSpec:
     normalization: Normalization = field(default_factory=Normalization)
 
     def __post_init__(self) -> None:
-        self.validate()
+        self.validate(f"spec {self.name!r}" if isinstance(self.name, str) else "spec")
 
     def validate(self, where: str = "spec") -> None:
         """Check every field (not the shape arithmetic: see :func:`cnnkeras.sizing.plan`).

@@ -18,6 +18,7 @@ from cnnkeras.builder import build_model
 from cnnkeras.errors import SpecError
 from cnnkeras.sizing import plan
 from cnnkeras.spec import ModelSpec, validate_input_shape
+from cnnkeras.spec_layers import _is_int
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def _call(name: str, input_shape: Any, num_classes: int, overrides: dict[str, An
                 hint = f" Did you mean '{match[0]}'?" if match else ""
                 raise SpecError(f"model {name!r} has no argument {key!r}.{hint} Allowed: {', '.join(allowed)}.")
     input_shape = validate_input_shape(input_shape)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not _is_int(num_classes) or int(num_classes) < 1:
         raise SpecError(f"num_classes must be an integer >= 1. Received: num_classes={num_classes!r}")
+    num_classes = int(num_classes)
     try:
         return fn(input_shape=input_shape, num_classes=num_classes, **overrides)
     except TypeError as exc:  # a wrongly typed argument inside the builder
