@@ -221,6 +221,8 @@ def resolve(config: TrainConfig, dataset_name: str, input_shape: tuple[int, int,
     recipe = default_recipe(dataset_name, input_shape, num_train)
     filled = {k: v for k, v in recipe.items() if getattr(config, k) is None}
     out = dataclasses.replace(config, **filled)
+    if config.warmup_epochs is None:  # a short run keeps most of its epochs after the warmup
+        out.warmup_epochs = min(out.warmup_epochs, 0.2 * out.epochs)
     if out.optimizer == "sgd" and config.lr is None:
         out.lr = 0.05  # SGD wants a larger step than Adam
     out.validate()

@@ -77,7 +77,18 @@ class SplitArrays:
     test: Arrays
 
 
-def _parse_size(image_size: Any) -> tuple[int, int] | None:
+def parse_image_size(image_size: Any) -> tuple[int, int] | None:
+    """Parse ``"32x32"``, ``"32,32"``, ``32`` or ``(32, 32)`` into ``(height, width)``; ``None`` stays ``None``.
+
+    Args:
+        image_size: The value to parse.
+
+    Returns:
+        ``(height, width)`` or ``None``.
+
+    Raises:
+        DataError: Not two positive integers.
+    """
     if image_size is None:
         return None
     if isinstance(image_size, str):
@@ -157,7 +168,7 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
     Raises:
         DataError: Unknown source, unreadable or inconsistent data, or bad labels.
     """
-    size = _parse_size(image_size)
+    size = parse_image_size(image_size)
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels}")
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):

@@ -57,13 +57,8 @@ def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool
         path = base / (safe if n == 1 else f"{safe}{n}")
     else:
         path = Path(out)
+        check_out(path, overwrite)
         if path.exists():
-            if not overwrite:
-                raise TrainingError(f"output directory {path} already exists. Pass --overwrite to replace it, "
-                                    f"--resume {path} to continue it, or choose another --out.")
-            if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
-                raise TrainingError(f"refusing to overwrite {path}: it is not a cnnkeras run directory "
-                                    f"(no {CONFIG}). Choose another --out.")
             shutil.rmtree(path)
     try:
         path.mkdir(parents=True)
@@ -72,6 +67,27 @@ def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool
         raise TrainingError(f"cannot create the run directory {path}: {exc.strerror or exc}. "
                             f"Choose a writable --out.") from None
     return path
+
+
+def check_out(out: str | Path | None, overwrite: bool) -> None:
+    """Refuse an existing output directory unless ``overwrite`` (and never one that is not a run).
+
+    Args:
+        out: The requested run directory (``None``: auto-named, always fresh).
+        overwrite: Replacing an existing run directory is allowed.
+
+    Raises:
+        TrainingError: The directory exists and may not be replaced.
+    """
+    if out is None or not Path(out).exists():
+        return
+    path = Path(out)
+    if not overwrite:
+        raise TrainingError(f"output directory {path} already exists. Pass --overwrite to replace it, "
+                            f"--resume {path} to continue it, or choose another --out.")
+    if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
+        raise TrainingError(f"refusing to overwrite {path}: it is not a cnnkeras run directory "
+                            f"(no {CONFIG}). Choose another --out.")
 
 
 def load_run_model(run_dir: str | Path) -> Any:

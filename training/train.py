@@ -1,7 +1,8 @@
 """``train(config) -> run dir``: read top to bottom, it is the whole training run.
 
 1. strategy (first: multi-device set-up must precede other TF work), seeds, determinism
-2. data -> split arrays -> recipe defaults -> model (zoo name or spec) -> compile
+2. data -> split arrays -> recipe defaults -> model (zoo name or spec) -> compile (all checks before
+   anything is written)
 3. run directory: ``config.json`` + ``labels.txt`` up front; ``checkpoints/`` every epoch
 4. ``fit`` (optionally resumed from ``checkpoints/last``) with CSV/TensorBoard logs
 5. final float32 model -> ``model.keras``, test metrics, plots, and ``metrics.json`` **last**
@@ -26,9 +27,10 @@ from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training import config as config_mod
 from training.callbacks import EpochState, LearningRateLogger
 from training.config import TrainConfig
-from training.data import load_arrays, make_eval_dataset, make_train_dataset, read_run_config, steps_per_epoch
+from training.data import (load_arrays, make_eval_dataset, make_train_dataset, parse_image_size, read_run_config,
+                           steps_per_epoch)
 from training.errors import DataError, TrainingError
-from training.rundir import CONFIG, LABELS, METRICS, MODEL, choose_run_dir, is_complete, versions
+from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, is_complete, versions
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ def train(config: TrainConfig) -> Path:
     resume_from = None
     if config.resume:
         config, resume_from = _resume_config(config)
+    else:
+        check_out(config.out, config.overwrite)  # fail before any work
 
     from cnnkeras._keras import keras, tf
     from training.distribute import is_chief, make_strategy
@@ -60,7 +64,7 @@ def train(config: TrainConfig) -> Path:
 
     # -- data and recipe ------------------------------------------------------------------
     spec = _load_spec(config)
-    image_size, channels = config.image_size, config.channels
+    image_size, channels = parse_image_size(config.image_size), config.channels
     if spec is not None:  # a spec fixes the input: convert the data to it unless told otherwise
         image_size = image_size or tuple(spec.input_shape[:2])
         channels = channels or spec.input_shape[2]
@@ -79,28 +83,6 @@ def train(config: TrainConfig) -> Path:
 
     model_name = spec.name if spec is not None else (config.model or _default_model(info.input_shape))
     model_record = _model_record(config, spec, model_name, info)
-
-    # -- run directory ----------------------------------------------------------------------
-    chief = config.strategy != "multiworker" or is_chief()
-    if resume_from is not None:
-        run_dir = resume_from
-    elif chief:
-        run_dir = choose_run_dir(config.out, config.project_dir, f"{model_name}_{info.name}", config.overwrite)
-    else:  # other workers write their (identical) copies to a scratch folder
-        run_dir = Path(tempfile.mkdtemp(prefix="cnnkeras_worker_"))
-        (run_dir / "checkpoints").mkdir()
-    full_config = {
-        "format": "cnnkeras-run/1",
-        "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
-        "data": {"source": source, **data_args},
-        "model": model_record,
-        "train": {**config.to_dict(), "augment": aug.to_dict(), "resume": None},
-        "dataset": info.to_dict(),
-        "versions": versions(),
-    }
-    if resume_from is None:
-        _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
-                                 atomic_write_text(run_dir / LABELS, "\n".join(info.class_names) + "\n")))
 
     # -- model ------------------------------------------------------------------------------
     import cnnkeras
@@ -131,16 +113,38 @@ def train(config: TrainConfig) -> Path:
                 jit_compile=config.jit)
             generators = [layer._random_generator._generator for layer in model.layers  # noqa: SLF001
                           if getattr(getattr(layer, "_random_generator", None), "_generator", None) is not None]
-            checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer,
-                                             rng={str(i): g for i, g in enumerate(generators)})
-            state = EpochState(run_dir, checkpoint, train_model, config.monitor, config.early_stopping)
-            initial_epoch = 0
-            if resume_from is not None:
-                initial_epoch = state.restore(optimizer)
     finally:
         keras.mixed_precision.set_global_policy(policy_before)
         if exact_rng:
             keras.backend.experimental.disable_tf_random_generator()
+
+    # -- run directory ----------------------------------------------------------------------
+    chief = config.strategy != "multiworker" or is_chief()
+    if resume_from is not None:
+        run_dir = resume_from
+    elif chief:
+        run_dir = choose_run_dir(config.out, config.project_dir, f"{model_name}_{info.name}", config.overwrite)
+    else:  # other workers write their (identical) copies to a scratch folder
+        run_dir = Path(tempfile.mkdtemp(prefix="cnnkeras_worker_"))
+        (run_dir / "checkpoints").mkdir()
+    full_config = {
+        "format": "cnnkeras-run/1",
+        "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
+        "data": {"source": source, **data_args},
+        "model": model_record,
+        "train": {**config.to_dict(), "augment": aug.to_dict(), "resume": None},
+        "dataset": info.to_dict(),
+        "versions": versions(),
+    }
+    if resume_from is None:
+        _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
+                                 atomic_write_text(run_dir / LABELS, "\n".join(info.class_names) + "\n")))
+
+    with strategy.scope():
+        checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer,
+                                         rng={str(i): g for i, g in enumerate(generators)})
+        state = EpochState(run_dir, checkpoint, train_model, config.monitor, config.early_stopping)
+        initial_epoch = state.restore(optimizer) if resume_from is not None else 0
 
     # -- fit --------------------------------------------------------------------------------
     augmenter = make_augmenter(aug, info) if aug.enabled else None

@@ -1,0 +1,115 @@
+"""training.augment: shapes, dtypes, ranges, determinism, label safety, mixup/cutmix, the preview grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkeras._keras import tf
+from training import AugmentConfig, DataError, load_arrays
+from training.augment import default_augment, make_augmenter, parse_augment, resolve_augment
+from training.data import DatasetInfo
+
+
+def _info(shape=(16, 16, 3), safe=("hflip", "crop", "translate", "rotate", "zoom", "color"), name="x"):
+    return DatasetInfo(name=name, source=name, class_names=["a", "b", "c"], input_shape=shape, num_classes=3,
+                       counts={}, safe_augmentations=list(safe))
+
+
+def _batch(shape=(16, 16, 3), n=6):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (n, *shape)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
+    return tf.constant(x), tf.constant(y)
+
+
+def _run(cfg, info, seed=(1, 2), shape=(16, 16, 3)):
+    x, y = _batch(shape)
+    out = make_augmenter(cfg, info)(x, y, tf.constant(seed, tf.int64))
+    return x.numpy(), out[0].numpy(), out[1].numpy()
+
+
+def test_digits_defaults_have_no_flips():
+    _, info = load_arrays("digits")
+    cfg = default_augment(info)
+    assert not cfg.hflip and not cfg.vflip and cfg.translate > 0 and cfg.rotate > 0
+    assert not (cfg.saturation or cfg.hue)  # grey data: no colour jitter
+    assert default_augment(_info()).hflip and not default_augment(_info()).vflip
+
+
+def test_full_config_keeps_shape_dtype_range_and_is_deterministic():
+    cfg = AugmentConfig(hflip=True, vflip=True, crop=2, translate=0.1, rotate=15, zoom=0.1, brightness=0.2,
+                        contrast=0.2, saturation=0.2, hue=0.05)
+    info = _info(safe=("hflip", "vflip", "crop", "translate", "rotate", "zoom", "color"))
+    x, a, ya = _run(cfg, info)
+    _, b, _ = _run(cfg, info)
+    _, c, _ = _run(cfg, info, seed=(1, 3))
+    assert a.shape == x.shape and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 255
+    assert np.array_equal(a, b) and not np.allclose(a, c) and not np.allclose(a, x)
+    assert np.array_equal(ya, _batch()[1].numpy())  # geometric/colour transforms keep the labels
+
+
+def test_hflip_only_mirrors_some_images_exactly():
+    x, a, _ = _run(AugmentConfig(hflip=True), _info())
+    flipped = [np.array_equal(a[i], x[i, :, ::-1]) for i in range(len(x))]
+    kept = [np.array_equal(a[i], x[i]) for i in range(len(x))]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+
+
+def test_crop_shifts_by_whole_pixels():
+    x, a, _ = _run(AugmentConfig(crop=2, fill_mode="constant"), _info())
+    for i in range(len(x)):  # some integer shift (dy, dx) in [-2, 2] reproduces the interior exactly
+        assert any(np.allclose(a[i, 3:-3, 3:-3], np.roll(x[i], (dy, dx), axis=(0, 1))[3:-3, 3:-3], atol=1e-3)
+                   for dy in range(-2, 3) for dx in range(-2, 3))
+
+
+def test_mixup_and_cutmix_soften_labels_consistently():
+    info = _info()
+    x, a, y = _run(AugmentConfig(mixup=0.4), info)
+    assert np.allclose(y.sum(1), 1) and (y.max(1) < 1).any()
+    x, a, y = _run(AugmentConfig(cutmix=1.0), info)
+    assert np.allclose(y.sum(1), 1)
+    x, a, y = _run(AugmentConfig(mixup=0.4, cutmix=1.0), info)
+    assert np.allclose(y.sum(1), 1) and a.shape == x.shape
+
+
+def test_parse_and_resolve_requests():
+    assert parse_augment("default,vflip,rotate=5,mixup=0.2") == {"default": True, "vflip": True, "rotate": 5.0,
+                                                                 "mixup": 0.2}
+    _, digits = load_arrays("digits")
+    cfg = resolve_augment("default,mixup=0.2", digits)
+    assert cfg.mixup == 0.2 and cfg.translate > 0 and not cfg.hflip
+    assert not resolve_augment("none", digits).enabled and not resolve_augment(None, digits).enabled
+    with pytest.raises(DataError, match="bad augmentation option 'spin=3'"):
+        resolve_augment("spin=3", digits)
+    with pytest.raises(DataError, match="RGB"):
+        resolve_augment("hue=0.1", digits)
+    with pytest.raises(DataError, match="translate must be <= 0.5"):
+        resolve_augment({"translate": 0.9}, digits)
+
+
+def test_unsafe_request_is_applied_with_a_warning(caplog):
+    _, digits = load_arrays("digits")
+    cfg = resolve_augment("hflip", digits)
+    assert cfg.hflip and "may change labels" in caplog.text
+
+
+def test_training_pipeline_augments_train_only_and_per_batch_seed():
+    from training import get_datasets
+
+    train, val, test, info = get_datasets("digits", 64, augment="default", seed=0)
+    plain, val2, _, _ = get_datasets("digits", 64, augment="none", seed=0)
+    a = next(iter(train))[0].numpy()
+    b = next(iter(plain))[0].numpy()
+    assert a.shape == b.shape and not np.allclose(a, b)
+    assert np.array_equal(next(iter(val))[0].numpy(), next(iter(val2))[0].numpy())
+
+
+def test_augment_preview_writes_a_png_grid(tmp_path):
+    from training.preview import augment_preview
+
+    out = augment_preview("shapes:60", tmp_path / "grid.png", augment="default,cutmix=1", samples=3, variants=2,
+                          image_size=(16, 16))
+    img = Image.open(out)
+    assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
