@@ -89,19 +89,18 @@ class EpochState(keras.callbacks.Callback):
         logger.info("resumed from %s after epoch %d", self.dir / state["last"], state["epoch"])
         return int(state["epoch"])
 
-    def final_weights(self, which: str) -> list:
-        """Weights for the final model.
+    def load_final(self, final_model: Any, which: str) -> None:
+        """Put the final weights into ``final_model`` (a plain, float32 copy of the architecture).
 
         Args:
+            final_model: The model to save as ``model.keras``.
             which: ``best`` (the best checkpoint; the last weights when none was saved) or ``last``.
-
-        Returns:
-            A list of numpy arrays for ``set_weights``.
         """
         best = self.dir / "best.weights.h5"
         if which == "best" and best.is_file():
-            self.train_model.load_weights(str(best))
-        return self.train_model.get_weights()
+            final_model.load_weights(str(best))  # outside any strategy: distributed variables can't load h5
+        else:
+            final_model.set_weights(self.train_model.get_weights())
 
 
 class LearningRateLogger(keras.callbacks.Callback):

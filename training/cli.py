@@ -65,6 +65,11 @@ def _train_command(args: argparse.Namespace) -> int:
         out=args.out, project_dir=args.project_dir, overwrite=args.overwrite, resume=args.resume, final=args.final,
         top_k=args.top_k, tensorboard=not args.no_tensorboard, verbose=args.keras_verbose)
     run_dir = train(config)
+    from training.distribute import is_chief
+
+    if args.strategy == "multiworker" and not is_chief():
+        print(f"worker finished; the chief writes {run_dir}")
+        return 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     k = metrics["top_k"]
     print(f"test accuracy {metrics['test_accuracy']:.2%} (top-{k} {metrics[f'test_top{k}_accuracy']:.2%}, "

@@ -179,9 +179,14 @@ def train(config: TrainConfig) -> Path:
             f"Lower the learning rate (it was {config.lr:g}; try --lr {config.lr / 10:g}), check the data for "
             f"extreme values, or train in float32 (--precision float32). {run_dir} is incomplete (no {METRICS}).")
 
+    if not chief:  # the chief writes the run directory; this worker's scratch copy goes away
+        shutil.rmtree(run_dir, ignore_errors=True)
+        logger.info("worker finished; the chief writes the run directory")
+        return Path(config.out) if config.out else run_dir
+
     # -- final model, metrics, plots, metrics.json last --------------------------------------
     final = _build(config, spec, model_name, info)
-    final.set_weights(state.final_weights(config.final))
+    state.load_final(final, config.final)
     from training.evaluate import classification_metrics, predict_probabilities
     from training.plots import plot_confusion_matrix, plot_curves
 
@@ -209,8 +214,6 @@ def train(config: TrainConfig) -> Path:
     logger.info("test accuracy %.2f%% (top-%d %.2f%%, loss %.4f) on %d images; run directory: %s",
                 100 * metrics["test_accuracy"], metrics["top_k"], 100 * metrics[f"test_top{metrics['top_k']}_accuracy"],
                 metrics["test_loss"], metrics["test_examples"], run_dir)
-    if not chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
     return run_dir
 
 

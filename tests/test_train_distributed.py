@@ -1,0 +1,69 @@
+"""Distribution strategies, each in its own process (logical CPU devices must be set before TF starts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, "-m", "training", "train", "--data", "digits", "--model", "simple_cnn", "--model-args",
+         '{"filters": 8, "units": 32}', "--epochs", "2", "--batch-size", "64", "--keras-verbose", "0",
+         "--no-tensorboard"]
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(TRAIN + ["--strategy", "mirrored", "--devices", "2", "--out", str(out)], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "strategy mirrored (2 replicas)" in proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.1 and metrics["epochs_run"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multiworker_strategy_with_two_worker_processes(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    out = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(TRAIN + ["--strategy", "multiworker", "--out", str(out)], cwd=ROOT,
+                                      env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        results = [p.communicate(timeout=420) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    assert "strategy multiworker (2 replicas)" in results[0][1]
+    metrics = json.loads((out / "metrics.json").read_text())  # only the chief (worker 0) writes the run
+    assert metrics["epochs_run"] == 2 and metrics["test_accuracy"] > 0.1
+    assert not list(tmp_path.glob("run?*"))
+
+
+def test_multiworker_without_tf_config_is_a_user_error(tmp_path):
+    proc = subprocess.run(TRAIN + ["--strategy", "multiworker", "--out", str(tmp_path / "r")], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "TF_CONFIG" in proc.stderr and "Traceback" not in proc.stderr
