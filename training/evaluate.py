@@ -34,7 +34,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, class_names: Sequen
         probs: ``(N, classes)`` probabilities.
         y: True labels.
         class_names: Class names.
-        top_k: k of the top-k accuracy (capped at the number of classes).
+        top_k: k of the top-k accuracy (capped below the number of classes).
         prefix: Key prefix (``test`` -> ``test_accuracy``, ``test_loss``, ...).
 
     Returns:
@@ -46,7 +46,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, class_names: Sequen
     labels = np.arange(k)
     pred = probs.argmax(axis=1)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
-    kk = min(top_k, k)
+    kk = max(1, min(top_k, k - 1))  # top-k with k >= classes is always 100%
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     return {
         f"{prefix}_accuracy": float(np.mean(pred == y)),

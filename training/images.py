@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-_SPLIT_NAMES = ("train", "val", "test")
 
 
 def _open(path_or_bytes: str | os.PathLike | bytes) -> Image.Image:
