@@ -121,8 +121,12 @@ def run_tflm(data: bytes, q_inputs: np.ndarray, *, arena_size: int = PROBE_ARENA
             if "No module named 'tflite_micro'" in log_text:
                 raise ExportError("the micro format needs the tflite-micro package: pip install tflite-micro "
                                   "(or drop 'micro' from --formats).")
+            # TFLM's own log (C stdout) says why, e.g. "Didn't find op for builtin opcode 'FILL'".
+            tflm_log = " | ".join(line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()
+                                  if line.strip() and "RecordingMicroAllocator" not in line
+                                  and not line.startswith(("I0000", "W0000", "WARNING: All log")))
             raise ExportError(f"TFLM interpreter failed (exit code {proc.returncode}, arena {arena_size} bytes): "
-                              f"{log_text[-800:]}")
+                              f"{tflm_log[-800:]}")
         out = np.load(result)
         match = _ARENA_RE.search(log_text)
         return {"outputs": out["outputs"], "latency_us": out["latency_us"].tolist(),
@@ -186,7 +190,12 @@ def _worker(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from tflite_micro.python.tflite_micro import runtime
 
-    interp = runtime.Interpreter.from_bytes(Path(args.model).read_bytes(), arena_size=args.arena)
+    try:
+        interp = runtime.Interpreter.from_bytes(Path(args.model).read_bytes(), arena_size=args.arena)
+    except RuntimeError as exc:
+        sys.stdout.flush()
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     inputs = np.load(args.inputs)
     outputs = []
     for image in inputs:

@@ -1,0 +1,167 @@
+"""``cnnkeras check``: will this model export? Answered before a long training run.
+
+Builds the model (zoo name, spec file or ``.keras``), converts it with its random weights and random
+calibration images for the target, and lists what would fail: ops that need Flex, ops left in
+float in a full-integer graph, ops TFLite-Micro cannot run, layers tfmot QAT cannot quantize.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cnnkeras._keras import keras, layers, tf
+from export import convert
+from export.errors import ExportError
+from export.formats import FORMATS
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("tflite", "tflite-int8", "tflm", "qat")
+_TF_OP = re.compile(r"'tf\.(\w+)'")
+
+
+def build_for_check(model: str | Path, input_shape: Sequence[int] | None = None,
+                    num_classes: int | None = None) -> keras.Model:
+    """Build (or load) the model named on the command line.
+
+    Args:
+        model: A zoo name, a YAML/JSON spec file or a ``.keras`` file.
+        input_shape: ``(H, W, C)`` override (zoo default 32x32x3).
+        num_classes: Class count override (zoo default 10).
+
+    Returns:
+        The Keras model (random weights unless loaded from ``.keras``).
+    """
+    import cnnkeras
+
+    path = Path(str(model))
+    if path.suffix == ".keras":
+        from export.runtime import load_keras_model
+
+        return load_keras_model(path)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        data = cnnkeras.ModelSpec.from_file(path).to_dict()
+        if input_shape:
+            data["input_shape"] = list(input_shape)
+        if num_classes:
+            data["num_classes"] = num_classes
+        return cnnkeras.build_model(cnnkeras.ModelSpec.from_dict(data))
+    if str(model) not in cnnkeras.list_models():
+        raise ExportError(f"{model!r} is neither a zoo model ({', '.join(cnnkeras.list_models())}), a spec file "
+                          "(.yaml/.json) nor a .keras file.")
+    return cnnkeras.create_model(str(model), tuple(input_shape or (32, 32, 3)), num_classes or 10)
+
+
+def _issue(where: str, problem: str, fix: str) -> dict:
+    return {"where": where, "problem": problem, "fix": fix}
+
+
+def _flex_issues(exc: ExportError) -> list[dict]:
+    ops = sorted(set(_TF_OP.findall(str(exc.__cause__ or exc))))
+    if not ops:
+        return [_issue("converter", str(exc), "use layers made of TFLite builtin ops")]
+    return [_issue(f"tf.{op}", "not a TFLite builtin op (would need Flex / SELECT_TF_OPS)",
+                   "replace the layer that uses it with a builtin-op layer") for op in ops]
+
+
+def _qat_issues(model: keras.Model) -> list[dict]:
+    import tensorflow_model_optimization as tfmot
+
+    from export import optimize
+
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    issues = []
+    for layer in model.layers:
+        if isinstance(layer, (layers.InputLayer, layers.Rescaling)):
+            continue  # handled by the exporter (no-op QuantizeConfig on normalization)
+        if not registry.supports(layer) and not isinstance(layer, layers.BatchNormalization):
+            issues.append(_issue(f"{layer.name} ({type(layer).__name__})", "not supported by tfmot QAT's default "
+                                 "8-bit scheme", "replace it with a supported layer or give it a QuantizeConfig"))
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            prev = layer.inbound_nodes[0].inbound_layers
+            act = getattr(prev, "activation", None)
+            if act is not None and act is not keras.activations.linear:
+                issues.append(_issue(f"{prev.name} -> {layer.name}", "activation inside the conv before "
+                                     "BatchNormalization: QAT only fuses Conv -> BN -> Activation",
+                                     "emit Conv (no activation) -> BatchNormalization -> Activation"))
+    if not issues:
+        try:
+            optimize._quantize(model)  # noqa: SLF001 - the exact wrapping the exporter uses
+        except ExportError as exc:
+            issues.append(_issue("quantize_apply", str(exc), "see the message"))
+    return issues
+
+
+def check_model(model: keras.Model, target: str = "tflite-int8", calibration_samples: int = 16) -> dict:
+    """Convert a model for ``target`` and list everything that would fail.
+
+    Args:
+        model: The Keras model (random weights are fine).
+        target: One of ``tflite``, ``tflite-int8``, ``tflm``, ``qat``.
+        calibration_samples: Random calibration images for int8.
+
+    Returns:
+        ``{"model", "target", "ok", "issues": [{"where", "problem", "fix"}], "ops"}``.
+
+    Raises:
+        ExportError: Unknown target.
+    """
+    if target not in TARGETS:
+        raise ExportError(f"--target must be one of {', '.join(TARGETS)}. Received: target={target!r}")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (calibration_samples, *model.input_shape[1:])).astype(np.float32)
+    calib = convert.representative_dataset(x, calibration_samples)
+    issues: list[dict] = []
+    ops: list[str] = []
+    if target == "qat":
+        issues = _qat_issues(model)
+    else:
+        fmt = FORMATS["tflite_float32" if target == "tflite" else "tflite_int8"]
+        conv = convert._converter(model)  # noqa: SLF001
+        convert.configure(conv, fmt.quantization, calib)
+        if fmt.quantization == "int8":
+            # Allow float fallback so the check can list what stays float instead of stopping at the first op.
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            data = convert.run_converter(conv, fmt.name)
+        except ExportError as exc:
+            return {"model": model.name, "target": target, "ok": False, "issues": _flex_issues(exc), "ops": []}
+        info = convert.graph_info(data)
+        ops = info["ops"]
+        if fmt.quantization == "int8" and info["float_tensors"]:
+            issues += [_issue(op, "stays in float in the int8 graph (not fully integer)",
+                              "replace the layer using it, or accept a float island with --keep-float")
+                       for op in info["float_ops"]]
+        if target == "tflm" and not issues:
+            from export import micro
+
+            q = np.zeros((1, *model.input_shape[1:]), np.dtype(info["input"]["dtype"]))
+            try:
+                micro.run_tflm(data, q)
+            except ExportError as exc:
+                issues.append(_issue("tflite-micro", str(exc)[-400:], "use ops TFLM implements (see its "
+                                     "all_ops_resolver) or a smaller model"))
+    return {"model": model.name, "target": target, "ok": not issues, "issues": issues, "ops": ops}
+
+
+def format_check(result: dict) -> str:
+    """Render a check result for the terminal.
+
+    Args:
+        result: What :func:`check_model` returned.
+
+    Returns:
+        Readable text.
+    """
+    head = f"{result['model']} -> {result['target']}: " + ("OK" if result["ok"] else f"{len(result['issues'])} issue(s)")
+    lines = [head]
+    if result["ops"]:
+        lines.append("ops: " + ", ".join(result["ops"]))
+    lines += [f"  - {i['where']}: {i['problem']}. Fix: {i['fix']}." for i in result["issues"]]
+    return "\n".join(lines)
