@@ -78,7 +78,7 @@ def _qat_issues(model: keras.Model) -> list[dict]:
     issues = []
     for layer in model.layers:
         if isinstance(layer, (layers.InputLayer, layers.Rescaling)):
-            continue  # handled by the exporter (no-op QuantizeConfig on normalization)
+            continue  # handled by the exporter (output-only QuantizeConfig on normalization)
         if not registry.supports(layer) and not isinstance(layer, layers.BatchNormalization):
             issues.append(_issue(f"{layer.name} ({type(layer).__name__})", "not supported by tfmot QAT's default "
                                  "8-bit scheme", "replace it with a supported layer or give it a QuantizeConfig"))

@@ -36,7 +36,7 @@ def _predict_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from export.runtime import load_predictor
-    from training.data import decode_image
+    from training import decode_image
 
     predictor = load_predictor(args.artifact)
     h, w, c = predictor.input_shape

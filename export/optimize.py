@@ -2,7 +2,7 @@
 
 tfmot's whole-model wrappers reject the ``Rescaling`` layer that keeps normalization inside our
 models, so every recipe wraps layer by layer through ``keras.models.clone_model`` (the wrapper holds
-the original layer, so trained weights are kept) and gives ``Rescaling`` a no-op QuantizeConfig.
+the original layer, so trained weights are kept) and gives ``Rescaling`` a QuantizeConfig that only fake-quantizes its output.
 Each recipe fine-tunes on the run's own training split and returns a model ready for the int8
 converter, plus facts for the report (sparsity, unique weights).
 """
@@ -63,9 +63,10 @@ def outputs_logits(model: keras.Model) -> bool:
     return getattr(act, "__name__", "linear") not in ("softmax", "sigmoid")
 
 
-def _fit(model: keras.Model, ft: FineTune, callbacks: list | None = None) -> keras.Model:
+def _fit(model: keras.Model, ft: FineTune, logits: bool, callbacks: list | None = None) -> keras.Model:
+    # ``logits`` comes from the original model: tfmot wrappers hide the final layer's activation.
     model.compile(optimizer=keras.optimizers.Adam(ft.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
                   metrics=["accuracy"])
     model.fit(ft.x, ft.y, epochs=ft.epochs, batch_size=ft.batch_size, verbose=0, callbacks=callbacks or [],
               shuffle=True)
@@ -91,10 +92,12 @@ def copy_model(model: keras.Model) -> keras.Model:
 
 def _no_op_config():
     tfmot = _tfmot()
-    base = tfmot.quantization.keras.QuantizeConfig
+    qk = tfmot.quantization.keras
+    base = qk.QuantizeConfig
 
-    class NoOpQuantizeConfig(base):
-        """Leave a layer (normalization) unquantized inside the QAT graph."""
+    class RescalingQuantizeConfig(base):
+        """Normalization has no weights; only its output gets a fake-quant (the int8 converter needs the
+        range of every tensor; without it the converted graph computes garbage)."""
 
         def get_weights_and_quantizers(self, layer):
             return []
@@ -109,12 +112,13 @@ def _no_op_config():
             pass
 
         def get_output_quantizers(self, layer):
-            return []
+            return [qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                         narrow_range=False)]
 
         def get_config(self):
             return {}
 
-    return NoOpQuantizeConfig
+    return RescalingQuantizeConfig
 
 
 def fold_batch_norm(model: keras.Model) -> keras.Model:
@@ -180,7 +184,7 @@ def _quantize(model: keras.Model, scheme=None) -> keras.Model:
 
     try:
         annotated = keras.models.clone_model(copy_model(model), clone_function=annotate)
-        with qk.quantize_scope({"NoOpQuantizeConfig": no_op}):
+        with qk.quantize_scope({"RescalingQuantizeConfig": no_op}):
             return qk.quantize_apply(annotated, scheme) if scheme is not None else qk.quantize_apply(annotated)
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise ExportError(f"tfmot cannot quantize this model for QAT: {str(exc)[:500]}. Use built-in layers in "
@@ -198,7 +202,7 @@ def qat(model: keras.Model, ft: FineTune) -> keras.Model:
     Returns:
         The QAT model (fake-quant layers), fine-tuned.
     """
-    return _fit(_quantize(model), ft)
+    return _fit(_quantize(model), ft, outputs_logits(model))
 
 
 def sparsity(model: keras.Model) -> float:
@@ -253,7 +257,7 @@ def prune(model: keras.Model, ft: FineTune, target: float | None = 0.5, two_four
         return layer
 
     wrapped = keras.models.clone_model(copy_model(model), clone_function=wrap)
-    _fit(wrapped, ft, callbacks=[sp.UpdatePruningStep()])
+    _fit(wrapped, ft, outputs_logits(model), callbacks=[sp.UpdatePruningStep()])
     return sp.strip_pruning(wrapped)
 
 
@@ -278,7 +282,7 @@ def cluster(model: keras.Model, ft: FineTune, clusters: int = 16) -> keras.Model
         return layer
 
     wrapped = keras.models.clone_model(copy_model(model), clone_function=wrap)
-    _fit(wrapped, ft)
+    _fit(wrapped, ft, outputs_logits(model))
     return cl.strip_clustering(wrapped)
 
 
@@ -297,7 +301,7 @@ def pqat(model: keras.Model, ft: FineTune, target: float | None = 0.5, two_four:
     tfmot = _tfmot()
     pruned = prune(fold_batch_norm(model), ft, target, two_four)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-    return _fit(_quantize(pruned, scheme), ft)
+    return _fit(_quantize(pruned, scheme), ft, outputs_logits(model))
 
 
 def cqat(model: keras.Model, ft: FineTune, clusters: int = 16) -> keras.Model:
@@ -314,4 +318,4 @@ def cqat(model: keras.Model, ft: FineTune, clusters: int = 16) -> keras.Model:
     tfmot = _tfmot()
     clustered = cluster(model, ft, clusters)
     scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)
-    return _fit(_quantize(clustered, scheme), ft)
+    return _fit(_quantize(clustered, scheme), ft, outputs_logits(model))

@@ -1,0 +1,31 @@
+"""``cnnkeras check`` flags layers that would not export, before training."""
+
+from __future__ import annotations
+
+from cnnkeras._keras import keras, layers
+from export.check import check_model
+from export.cli import main
+
+
+def _layernorm_model() -> keras.Model:
+    i = keras.Input((8, 8, 1), name="input")
+    x = layers.Rescaling(1 / 255, name="normalization")(i)
+    x = layers.Conv2D(4, 3, name="conv1")(x)
+    x = layers.LayerNormalization(name="ln")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(i, layers.Dense(3, activation="softmax", name="predictions")(x))
+
+
+def test_check_flags_unsupported_layer_for_qat_and_tflm():
+    m = _layernorm_model()
+    qat = check_model(m, "qat")
+    assert not qat["ok"] and qat["issues"][0]["where"].startswith("ln")
+    tflm = check_model(m, "tflm")
+    assert not tflm["ok"] and "REDUCE_PROD" in tflm["issues"][0]["problem"]
+    assert check_model(m, "tflite")["ok"]
+
+
+def test_check_cli_zoo_model_ok(capsys):
+    assert main(["check", "simple_cnn", "--input-shape", "8,8,1", "--target", "tflite-int8"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["check", "no_such_model"]) == 2

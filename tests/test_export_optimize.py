@@ -1,0 +1,76 @@
+"""tfmot recipes: each runs, keeps its property and converts to a fully-integer int8 graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from cnnkeras._keras import keras, layers
+from export import convert, optimize
+from export.exporter import Data, export_model
+from export.formats import FORMATS
+
+
+@pytest.fixture(scope="module")
+def trained():
+    d = load_digits()
+    x = (d.images[..., None] * 255 / 16).astype("float32")
+    y = d.target.astype("int32")
+    i = keras.Input((8, 8, 1), name="input")
+    h = layers.Rescaling(1 / 255, name="normalization")(i)
+    h = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv1")(h)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.Activation("relu", name="relu1")(h)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Flatten(name="flatten")(h)
+    m = keras.Model(i, layers.Dense(10, activation="softmax", name="predictions")(h), name="tiny")
+    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(x[:1400], y[:1400], epochs=6, verbose=0)
+    return m, Data(x[:1400], y[:1400], x[1400:], y[1400:], [str(k) for k in range(10)])
+
+
+def _int8_ok(model, data) -> None:
+    tfl = convert.to_tflite(model, FORMATS["tflite_qat_int8"], convert.representative_dataset(data.x_train, 50))
+    assert convert.graph_info(tfl)["float_tensors"] == []
+
+
+def test_qat_export_within_threshold_report(trained, tmp_path):
+    model, data = trained
+    report = export_model(model, data, out=tmp_path / "exp", formats=["tflite_qat_int8"], qat_epochs=1,
+                          calibration_samples=50, latency_runs=3)
+    qat = {a["format"]: a for a in report["artifacts"]}["tflite_qat_int8"]
+    assert qat["status"] == "ok" and qat["fully_integer"] and qat["threshold"] == 0.5
+    assert qat["agreement"] > 80
+
+
+def test_bn_folding_is_exact(trained):
+    model, data = trained
+    folded = optimize.fold_batch_norm(model)
+    assert not any(isinstance(lyr, layers.BatchNormalization) for lyr in folded.layers)
+    np.testing.assert_allclose(folded(data.x_test[:32]), model(data.x_test[:32]), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["prune", "prune_2_4", "cluster", "pqat", "cqat"])
+def test_recipe_runs_and_converts(trained, recipe):
+    model, data = trained
+    ft = optimize.FineTune(data.x_train, data.y_train, epochs=1)
+    before = model.get_weights()
+    if recipe == "prune":
+        out = optimize.prune(model, ft, 0.6)
+        assert optimize.sparsity(out) >= 0.55
+    elif recipe == "prune_2_4":
+        out = optimize.prune(model, ft, two_four=True)
+        kernel = out.get_layer("predictions").kernel.numpy().T.reshape(-1, 4)
+        assert (np.sum(kernel == 0, axis=1) >= 2).all()
+    elif recipe == "cluster":
+        out = optimize.cluster(model, ft, 8)
+        assert optimize.unique_weights(out) <= 8
+    elif recipe == "pqat":
+        out = optimize.pqat(model, ft, 0.5)
+    else:
+        out = optimize.cqat(model, ft, 8)
+    _int8_ok(out, data)
+    for a, b in zip(before, model.get_weights()):  # the float reference model is never modified
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,106 @@
+"""Export a real (short) digits training run, then run every exported file through its runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.cli import main
+from export.errors import ExportError
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    import training
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    return Path(training.train(training.TrainConfig(data="digits", epochs=4, out=str(out), overwrite=True)))
+
+
+@pytest.fixture(scope="session")
+def exported(run_dir) -> tuple[Path, dict]:
+    import export
+
+    report = export.export_run(run_dir, calibration_samples=50, latency_runs=5)
+    return run_dir / "export", report
+
+
+def test_every_default_artifact_runs(exported):
+    out, report = exported
+    names = [a["format"] for a in report["artifacts"]]
+    assert names == ["keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
+                     "micro"]
+    assert report["failed"] == []
+    for a in report["artifacts"]:
+        assert a["status"] == "ok" and (out / a["path"]).exists()
+        for key in ("bytes", "gzip_bytes", "accuracy", "agreement", "latency_p50_us", "latency_p90_us",
+                    "fully_integer", "ops"):
+            assert key in a, (a["format"], key)
+    by = {a["format"]: a for a in report["artifacts"]}
+    assert by["tflite_float32"]["agreement"] == 100.0
+    assert by["tflite_int8"]["bytes"] < 0.35 * by["tflite_float32"]["bytes"]
+    assert (out / "report.md").read_text().count("tflite_int8") >= 1
+    assert json.loads((out / "report.json").read_text())["artifacts"][0]["format"] == "keras"
+
+
+def test_int8_graph_is_all_integer_and_micro_reproduces_litert(exported):
+    from export import convert, micro
+
+    out, report = exported
+    info = convert.graph_info((out / "model_int8.tflite").read_bytes())
+    assert info["float_tensors"] == [] and info["input"]["dtype"] == "int8" and info["output"]["dtype"] == "int8"
+    by = {a["format"]: a for a in report["artifacts"]}
+    assert by["tflite_int8"]["fully_integer"] and by["micro"]["golden_match"]
+    assert by["micro"]["arena_bytes"] > by["micro"]["arena_used_bytes"] > 0
+    golden = np.load(out / "micro" / micro.GOLDEN_FILE)
+    tflm = micro.run_tflm((out / "micro" / micro.MODEL_FILE).read_bytes(), golden["inputs"],
+                          arena_size=by["micro"]["arena_bytes"])
+    assert np.max(np.abs(tflm["outputs"].astype(int) - golden["outputs"].astype(int))) <= 1
+    cc = (out / "micro" / "model_data.cc").read_text()
+    assert "alignas(16)" in cc and f"g_model_data_len = {by['micro']['flash_bytes']}" in cc
+
+
+def test_metadata_round_trip(exported, run_dir):
+    from export.runtime import load_predictor
+
+    out, _ = exported
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["class_names"] == (run_dir / "labels.txt").read_text().split()
+    assert meta["normalization"]["type"] == "rescale" and meta["input_shape"] == [8, 8, 1]
+    for rel, digest in meta["sha256"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
+    pred = load_predictor(out / "model_int8.tflite")
+    assert pred.class_names == meta["class_names"]
+    q_in = meta["artifacts"]["tflite_int8"]["input"]
+    assert (q_in["scale"], q_in["zero_point"]) == tuple(pred._in["quantization"])  # noqa: SLF001
+
+
+def test_existing_output_needs_overwrite(exported, run_dir):
+    import export
+
+    with pytest.raises(ExportError, match="--overwrite"):
+        export.export_run(run_dir)
+
+
+def test_cli_predict_prints_top_k(exported, tmp_path, capsys):
+    from PIL import Image
+
+    out, _ = exported
+    img = tmp_path / "digit.png"
+    Image.fromarray((np.eye(8) * 255).astype(np.uint8)).save(img)
+    assert main(["predict", str(out / "micro"), str(img), "--top-k", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result[0]["top"]) == 2 and 0 <= result[0]["top"][0]["score"] <= 1
+
+
+def test_cli_bad_run_dir_exits_2(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "model.keras").write_bytes(b"x")
+    assert main(["export", str(tmp_path / "half")]) == 2
+    assert "incomplete run" in capsys.readouterr().err
