@@ -22,7 +22,8 @@ def _export_command(args: argparse.Namespace) -> int:
     report = export_run(args.run_dir, formats=args.formats, out=args.out,
                         calibration_samples=args.calibration_samples, qat_epochs=args.qat_epochs,
                         prune=args.prune, prune_2_4=args.prune_2_4, cluster=args.cluster, micro=args.micro,
-                        keep_float=args.keep_float, overwrite=args.overwrite, latency_runs=args.latency_runs)
+                        keep_float=args.keep_float, overwrite=args.overwrite, latency_runs=args.latency_runs,
+                        int8_io=args.int8_io)
     print(table(report))
     out = Path(args.out) if args.out else Path(args.run_dir) / "export"
     print(f"\nreport: {out / 'report.md'}")
@@ -90,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="include the TFLite-Micro package with the default formats (default: yes)")
     p.add_argument("--keep-float", nargs="+", metavar="LAYER",
                    help="also write model_int8_selective.tflite with these layers left in float")
+    p.add_argument("--int8-io", choices=["int8", "uint8"], default="int8",
+                   help="input/output type of the full-integer .tflite files (default int8; the micro "
+                        "package is always int8)")
     p.add_argument("--latency-runs", type=int, default=50, metavar="N", help="timed single-image runs per artifact")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     p.set_defaults(func=_export_command)

@@ -8,6 +8,7 @@ with any float tensor left is refused with the list of offending tensors and ops
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
+_TF_OP = re.compile(r"'tf\.(\w+)' op is neither")
+_SELECT_OPS = re.compile(r"TF Select ops: ([\w, ]+)")
 
 
 def save_keras(model: keras.Model, path: str | Path) -> Path:
@@ -110,18 +113,25 @@ def _converter(model: keras.Model) -> "tf.lite.TFLiteConverter":
     return conv
 
 
+IO_DTYPES = ("int8", "uint8")
+"""Input/output types a full-integer graph can take (uint8 suits camera pipelines that hand out bytes)."""
+
+
 def configure(conv: "tf.lite.TFLiteConverter", quantization: str,
-              calibration: Callable[[], Iterator[list[np.ndarray]]] | None) -> None:
+              calibration: Callable[[], Iterator[list[np.ndarray]]] | None, io_dtype: str = "int8") -> None:
     """Set the converter options for one quantization kind.
 
     Args:
         conv: A converter made from the model.
         quantization: ``none``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
         calibration: Representative dataset (required for ``int8``/``int16x8``).
+        io_dtype: Input/output type of full-integer graphs: ``int8`` or ``uint8``.
 
     Raises:
-        ExportError: Missing calibration data or an unknown quantization.
+        ExportError: Missing calibration data, an unknown quantization or I/O type.
     """
+    if io_dtype not in IO_DTYPES:
+        raise ExportError(f"--int8-io must be one of {', '.join(IO_DTYPES)}. Received: {io_dtype!r}")
     ops = tf.lite.OpsSet
     if quantization == "none":
         return
@@ -136,8 +146,7 @@ def configure(conv: "tf.lite.TFLiteConverter", quantization: str,
         conv.representative_dataset = calibration
         if quantization == "int8":
             conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
+            conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
         else:
             conv.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     else:
@@ -159,10 +168,14 @@ def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
     """
     try:
         return bytes(conv.convert())
-    except Exception as exc:  # ConverterError and friends: one line of the why is enough
-        msg = str(exc).strip().splitlines()
-        detail = next((m for m in msg if "op" in m.lower() and ("not supported" in m or "flex" in m.lower()
-                                                              or "failed" in m.lower())), msg[0] if msg else "")
+    except Exception as exc:  # ConverterError and friends: name the ops and layers, not the MLIR dump
+        text = str(exc)
+        ops = sorted(set(_TF_OP.findall(text)) | {o.strip() for m in _SELECT_OPS.findall(text) for o in m.split(",")})
+        if ops:
+            detail = f"op(s) {', '.join(ops)} are not TFLite builtin ops"
+        else:
+            lines = [m for m in text.strip().splitlines() if m.strip()]
+            detail = next((m for m in lines if "error" in m.lower()), lines[0] if lines else type(exc).__name__)
         raise ExportError(
             f"{what}: the TFLite converter refused the model: {detail[:600]}. Only TFLite builtin ops are "
             "allowed (no Flex/SELECT_TF_OPS); replace the layers using unsupported ops, or run "
@@ -170,13 +183,14 @@ def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
 
 
 def to_tflite(model: keras.Model, fmt: Format,
-              calibration: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+              calibration: Callable[[], Iterator[list[np.ndarray]]] | None = None, io_dtype: str = "int8") -> bytes:
     """Convert a (possibly tfmot-optimized) Keras model with the recipe of ``fmt``.
 
     Args:
         model: The model to convert.
         fmt: The format row (its ``quantization`` picks the recipe).
         calibration: Representative dataset for ``int8``/``int16x8``.
+        io_dtype: Input/output type of full-integer graphs (``int8`` or ``uint8``).
 
     Returns:
         The ``.tflite`` flatbuffer. Full-integer formats are checked to be all-integer.
@@ -185,7 +199,7 @@ def to_tflite(model: keras.Model, fmt: Format,
         ExportError: Conversion failed or float tensors remain in a full-integer graph.
     """
     conv = _converter(model)
-    configure(conv, fmt.quantization, calibration)
+    configure(conv, fmt.quantization, calibration, io_dtype)
     data = run_converter(conv, fmt.name)
     if fmt.fully_integer:
         assert_fully_integer(data, fmt.name)

@@ -55,7 +55,7 @@ def export_run(run_dir: str | Path, *, formats: Sequence[str] | None = None, out
                calibration_samples: int = 200, qat_epochs: int = 2, prune: float | None = None,
                prune_2_4: bool = False, cluster: int | None = None, micro: bool = True,
                keep_float: Sequence[str] | None = None, overwrite: bool = False,
-               latency_runs: int = 50) -> dict:
+               latency_runs: int = 50, int8_io: str = "int8") -> dict:
     """Export a training run to the requested formats and verify every artifact.
 
     Args:
@@ -71,6 +71,8 @@ def export_run(run_dir: str | Path, *, formats: Sequence[str] | None = None, out
         keep_float: Layers to keep in float in an extra selective int8 artifact.
         overwrite: Replace an existing export folder.
         latency_runs: Single-image timed runs per artifact.
+        int8_io: Input/output type of the full-integer ``.tflite`` files: ``int8`` (default) or
+            ``uint8``. The micro package always uses int8 (what TFLM kernels expect).
 
     Returns:
         The report (also written as ``report.json``/``report.md``).
@@ -88,7 +90,8 @@ def export_run(run_dir: str | Path, *, formats: Sequence[str] | None = None, out
     return export_model(model, data, out=Path(out) if out else run_dir / "export", formats=formats,
                         calibration_samples=calibration_samples, qat_epochs=qat_epochs, prune=prune,
                         prune_2_4=prune_2_4, cluster=cluster, micro=micro, keep_float=keep_float,
-                        overwrite=overwrite, source_run=str(run_dir), latency_runs=latency_runs)
+                        overwrite=overwrite, source_run=str(run_dir), latency_runs=latency_runs,
+                        int8_io=int8_io)
 
 
 def _normalization(model: keras.Model) -> dict | None:
@@ -124,8 +127,8 @@ class _Exporter:
     """Writes the artifacts of one export into ``tmp`` (renamed to the final folder by the caller)."""
 
     def __init__(self, model: keras.Model, data: Data, tmp: Path, calibration_samples: int, qat_epochs: int,
-                 prune: float | None, prune_2_4: bool, cluster: int | None):
-        self.model, self.data, self.tmp = model, data, tmp
+                 prune: float | None, prune_2_4: bool, cluster: int | None, int8_io: str = "int8"):
+        self.model, self.data, self.tmp, self.int8_io = model, data, tmp, int8_io
         convert.check_calibration(data.x_train, model.input_shape[1:], calibration_samples)
         self.calibration = convert.representative_dataset(data.x_train, calibration_samples)
         self.ft = optimize.FineTune(data.x_train, data.y_train, epochs=max(1, qat_epochs))
@@ -162,8 +165,8 @@ class _Exporter:
             convert.save_saved_model(self.model, path)
         elif fmt.kind == "tflite":
             model = self._optimized(fmt) if fmt.optimization else self.model
-            data = convert.to_tflite(model, fmt, self.calibration)
-            if fmt.name == "tflite_int8":
+            data = convert.to_tflite(model, fmt, self.calibration, self.int8_io)
+            if fmt.name == "tflite_int8" and self.int8_io == "int8":
                 self.int8 = data
             atomic_write_bytes(path, data)
         elif fmt.kind == "micro":
@@ -196,7 +199,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                  calibration_samples: int = 200, qat_epochs: int = 2, prune: float | None = None,
                  prune_2_4: bool = False, cluster: int | None = None, micro: bool = True,
                  keep_float: Sequence[str] | None = None, overwrite: bool = False, source_run: str | None = None,
-                 latency_runs: int = 50) -> dict:
+                 latency_runs: int = 50, int8_io: str = "int8") -> dict:
     """Export an in-memory model with its data (what :func:`export_run` does after loading the run).
 
     Args:
@@ -214,12 +217,15 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
         overwrite: See :func:`export_run`.
         source_run: Run directory recorded in the metadata.
         latency_runs: See :func:`export_run`.
+        int8_io: See :func:`export_run`.
 
     Returns:
         The report dict.
     """
     out = Path(out)
     _prepare_out(out, overwrite)
+    if int8_io not in convert.IO_DTYPES:
+        raise ExportError(f"--int8-io must be one of {', '.join(convert.IO_DTYPES)}. Received: int8_io={int8_io!r}")
     rows = resolve_formats(formats, prune=prune, prune_2_4=prune_2_4, cluster=cluster, keep_float=keep_float)
     if not micro and formats is None:
         rows = [r for r in rows if r.name != "micro"]
@@ -227,7 +233,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                     "artifacts": []}
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True)
-        ex = _Exporter(model, data, tmp, calibration_samples, qat_epochs, prune, prune_2_4, cluster)
+        ex = _Exporter(model, data, tmp, calibration_samples, qat_epochs, prune, prune_2_4, cluster, int8_io)
         written: dict[str, Path] = {}
         for fmt in rows:
             log.info("exporting %s", fmt.name)

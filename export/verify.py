@@ -24,6 +24,8 @@ _FIXES = {
     "ptq": ("raise --calibration-samples (e.g. 500), use --qat-epochs with the tflite_qat_int8 format, or keep "
             "the worst layers in float with --keep-float (see the diagnosis)"),
     "qat": "raise --qat-epochs, or lower the fine-tuning learning rate",
+    "prune": "raise --qat-epochs (more recovery fine-tuning) or lower the --prune sparsity",
+    "cluster": "raise --qat-epochs (more fine-tuning) or use more clusters (--cluster 32)",
 }
 
 
@@ -83,7 +85,7 @@ def apply_threshold(entry: dict, float_accuracy: float | None) -> None:
     drop = round(float_accuracy - entry["accuracy"], 2)
     entry.update(threshold=ACCURACY_THRESHOLDS[kind], accuracy_drop=drop, passed=drop <= ACCURACY_THRESHOLDS[kind])
     if not entry["passed"]:
-        entry["suggestion"] = _FIXES[kind]
+        entry["suggestion"] = _FIXES.get(fmt.optimization or "", _FIXES[kind])
         log.warning("%s loses %.2f points (allowed %.1f): %s", entry["format"], drop, ACCURACY_THRESHOLDS[kind],
                     entry["suggestion"])
 
