@@ -104,3 +104,22 @@ def test_cli_bad_run_dir_exits_2(tmp_path, capsys):
     (tmp_path / "half" / "model.keras").write_bytes(b"x")
     assert main(["export", str(tmp_path / "half")]) == 2
     assert "incomplete run" in capsys.readouterr().err
+
+
+def test_saved_model_signature_for_saved_model_cli(exported):
+    import subprocess
+    import sys
+
+    from cnnkeras._keras import tf
+
+    out, _ = exported
+    loaded = tf.saved_model.load(str(out / "saved_model"))
+    fn = loaded.signatures["serving_default"]
+    assert list(fn.structured_input_signature[1]) == ["images"]
+    probs = fn(images=tf.zeros((2, 8, 8, 1)))["probabilities"].numpy()
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(-1), 1, atol=1e-4)
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run([str(cli), "show", "--dir", str(out / "saved_model"), "--tag_set", "serve",
+                            "--signature_def", "serving_default"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-500:]
+    assert "images" in shown.stdout and "probabilities" in shown.stdout
