@@ -229,8 +229,13 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
     rows = resolve_formats(formats, prune=prune, prune_2_4=prune_2_4, cluster=cluster, keep_float=keep_float)
     if not micro and formats is None:
         rows = [r for r in rows if r.name != "micro"]
+    softmax_appended = optimize.outputs_logits(model)
+    if softmax_appended:
+        # Every artifact promises probabilities (the SavedModel output is even named so): a logits model
+        # gets a Softmax layer appended before export, recorded in the metadata and the report.
+        model = keras.Model(model.inputs, layers.Softmax(name="probabilities")(model.outputs[0]), name=model.name)
     report: dict = {"model": model.name, "source_run": source_run, "test_samples": int(len(data.x_test)),
-                    "artifacts": []}
+                    "softmax_appended": softmax_appended, "artifacts": []}
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True)
         ex = _Exporter(model, data, tmp, calibration_samples, qat_epochs, prune, prune_2_4, cluster, int8_io)
@@ -250,6 +255,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
             written[SELECTIVE_FORMAT.name] = path
         atomic_write_text(tmp / "labels.txt", "\n".join(data.class_names) + "\n")
         metadata = _metadata(model, data, written, ex, source_run)
+        metadata["softmax_appended"] = softmax_appended
         atomic_write_json(tmp / "metadata.json", metadata)
         _verify(report, written, data, ex, latency_runs, keep_float)
         report["artifacts"].sort(key=lambda a: [r.name for r in rows].index(a["format"])

@@ -59,6 +59,8 @@ def outputs_logits(model: keras.Model) -> bool:
     Returns:
         ``True`` when the final activation is not softmax/sigmoid.
     """
+    if isinstance(model.layers[-1], layers.Softmax):
+        return False
     act = getattr(model.layers[-1], "activation", None)
     return getattr(act, "__name__", "linear") not in ("softmax", "sigmoid")
 

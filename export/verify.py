@@ -133,7 +133,9 @@ def markdown(report: dict) -> str:
     """
     out = [f"# Export report: {report.get('model', '')}", "",
            f"Source run: `{report.get('source_run')}`; test images: {report.get('test_samples')}; "
-           f"float Keras accuracy: {report.get('float_accuracy')}%.", "", "```", table(report), "```", ""]
+           f"float Keras accuracy: {report.get('float_accuracy')}%."
+           + (" The model emits logits: a Softmax layer was appended, so every artifact outputs probabilities."
+              if report.get("softmax_appended") else ""), "", "```", table(report), "```", ""]
     for a in report["artifacts"]:
         if a.get("status", "ok") != "ok":
             out += [f"- **{a['format']} failed**: {a['error']}"]
@@ -145,8 +147,8 @@ def markdown(report: dict) -> str:
         if a.get("unique_weights") is not None:
             out += [f"- {a['format']}: at most {a['unique_weights']} distinct values per kernel."]
         if a["format"] == "micro" and a.get("status", "ok") == "ok":
-            out += [f"- micro: arena {a['arena_bytes']} B (measured {a['arena_used_bytes']} B + margin), flash "
-                    f"{a['flash_bytes']} B, golden vectors reproduced by TFLM: {a['golden_match']} "
+            out += [f"- micro: RAM {a['ram_bytes']} B = tensor arena (measured {a['arena_used_bytes']} B + margin), "
+                    f"flash {a['flash_bytes']} B (model flatbuffer), golden vectors reproduced by TFLM: {a['golden_match']} "
                     f"(max diff {a['golden_max_abs_diff']} LSB)."]
     diag = report.get("diagnosis")
     if diag:

@@ -140,3 +140,22 @@ def test_truncated_keras_archive_is_refused(trained, tmp_path):
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ExportError, match="cut.keras"):
         load_predictor(bad)
+
+
+def test_logits_model_exports_probabilities(trained, tmp_path):
+    model, data = trained
+    logits = keras.Model(model.inputs, layers.Dense(10, name="predictions")(model.get_layer("flatten").output),
+                         name="logits_model")
+    logits.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logits.fit(data.x_train, data.y_train, epochs=3, verbose=0)
+    report = export_model(logits, data, out=tmp_path / "lg", formats=["saved_model", "tflite_int8"],
+                          calibration_samples=50, latency_runs=2)
+    assert report["softmax_appended"] and report["failed"] == []
+    meta = json.loads((tmp_path / "lg" / "metadata.json").read_text())
+    assert meta["outputs"] == "probabilities" and meta["softmax_appended"]
+    expected = tf.nn.softmax(logits(data.x_test[:16])).numpy()
+    for artifact in ("model.keras", "saved_model", "model_int8.tflite"):
+        probs = load_predictor(tmp_path / "lg" / artifact).predict(data.x_test[:16])
+        assert np.allclose(probs.sum(-1), 1, atol=0.02), artifact
+        assert np.abs(probs - expected).max() < 0.1, artifact
+    assert "Softmax layer was appended" in (tmp_path / "lg" / "report.md").read_text()
