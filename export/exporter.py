@@ -87,11 +87,14 @@ def export_run(run_dir: str | Path, *, formats: Sequence[str] | None = None, out
     model = training.load_run_model(run_dir)
     splits, info = training.run_data(run_dir)
     data = Data(*splits.train, *splits.test, list(info.class_names))
+    from training.data import read_run_config
+
+    smoothing = float((read_run_config(run_dir).get("train") or {}).get("label_smoothing") or 0.0)
     return export_model(model, data, out=Path(out) if out else run_dir / "export", formats=formats,
                         calibration_samples=calibration_samples, qat_epochs=qat_epochs, prune=prune,
                         prune_2_4=prune_2_4, cluster=cluster, micro=micro, keep_float=keep_float,
                         overwrite=overwrite, source_run=str(run_dir), latency_runs=latency_runs,
-                        int8_io=int8_io)
+                        int8_io=int8_io, label_smoothing=smoothing)
 
 
 def _normalization(model: keras.Model) -> dict | None:
@@ -127,11 +130,13 @@ class _Exporter:
     """Writes the artifacts of one export into ``tmp`` (renamed to the final folder by the caller)."""
 
     def __init__(self, model: keras.Model, data: Data, tmp: Path, calibration_samples: int, qat_epochs: int,
-                 prune: float | None, prune_2_4: bool, cluster: int | None, int8_io: str = "int8"):
+                 prune: float | None, prune_2_4: bool, cluster: int | None, int8_io: str = "int8",
+                 label_smoothing: float = 0.0):
         self.model, self.data, self.tmp, self.int8_io = model, data, tmp, int8_io
         convert.check_calibration(data.x_train, model.input_shape[1:], calibration_samples)
         self.calibration = convert.representative_dataset(data.x_train, calibration_samples)
-        self.ft = optimize.FineTune(data.x_train, data.y_train, epochs=max(1, qat_epochs))
+        self.ft = optimize.FineTune(data.x_train, data.y_train, epochs=max(1, qat_epochs),
+                                    label_smoothing=label_smoothing)
         self.prune, self.prune_2_4, self.cluster = prune, prune_2_4, cluster or 16
         self.int8: bytes | None = None
         self.facts: dict[str, dict] = {}
@@ -199,7 +204,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                  calibration_samples: int = 200, qat_epochs: int = 2, prune: float | None = None,
                  prune_2_4: bool = False, cluster: int | None = None, micro: bool = True,
                  keep_float: Sequence[str] | None = None, overwrite: bool = False, source_run: str | None = None,
-                 latency_runs: int = 50, int8_io: str = "int8") -> dict:
+                 latency_runs: int = 50, int8_io: str = "int8", label_smoothing: float = 0.0) -> dict:
     """Export an in-memory model with its data (what :func:`export_run` does after loading the run).
 
     Args:
@@ -218,6 +223,8 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
         source_run: Run directory recorded in the metadata.
         latency_runs: See :func:`export_run`.
         int8_io: See :func:`export_run`.
+        label_smoothing: Label smoothing for the QAT/pruning/clustering fine-tuning (``export_run``
+            takes it from the run's config).
 
     Returns:
         The report dict.
@@ -238,7 +245,8 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                     "softmax_appended": softmax_appended, "artifacts": []}
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True)
-        ex = _Exporter(model, data, tmp, calibration_samples, qat_epochs, prune, prune_2_4, cluster, int8_io)
+        ex = _Exporter(model, data, tmp, calibration_samples, qat_epochs, prune, prune_2_4, cluster, int8_io,
+                       label_smoothing)
         written: dict[str, Path] = {}
         for fmt in rows:
             log.info("exporting %s", fmt.name)

@@ -32,6 +32,8 @@ class FineTune:
         epochs: Epochs of fine-tuning (QAT, pruning, clustering each).
         batch_size: Batch size.
         learning_rate: Adam learning rate (small: we start from a trained model).
+        label_smoothing: The training run's label smoothing, so fine-tuning keeps its calibration
+            (without it QAT/pruning make the probabilities sharper than the float model's).
     """
 
     x: np.ndarray
@@ -39,6 +41,7 @@ class FineTune:
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 2e-4
+    label_smoothing: float = 0.0
 
 
 def _tfmot():
@@ -67,10 +70,12 @@ def outputs_logits(model: keras.Model) -> bool:
 
 def _fit(model: keras.Model, ft: FineTune, logits: bool, callbacks: list | None = None) -> keras.Model:
     # ``logits`` comes from the original model: tfmot wrappers hide the final layer's activation.
+    num_classes = int(model.output_shape[-1])
     model.compile(optimizer=keras.optimizers.Adam(ft.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=ft.label_smoothing),
                   metrics=["accuracy"])
-    model.fit(ft.x, ft.y, epochs=ft.epochs, batch_size=ft.batch_size, verbose=0, callbacks=callbacks or [],
+    y = keras.utils.to_categorical(np.asarray(ft.y), num_classes)
+    model.fit(ft.x, y, epochs=ft.epochs, batch_size=ft.batch_size, verbose=0, callbacks=callbacks or [],
               shuffle=True)
     return model
 
