@@ -80,14 +80,22 @@ class EpochState(keras.callbacks.Callback):
         Returns:
             The epoch to continue from.
         """
-        state = json.loads((self.dir / "state.json").read_text())
+        from training.errors import TrainingError
+
         optimizer.build(self.train_model.trainable_variables)
-        self.ckpt.read(str(self.dir / state["last"])).assert_existing_objects_matched()
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
-        self.best_loss = state.get("best_loss")
-        self.slot = state["last"][-1]
-        logger.info("resumed from %s after epoch %d", self.dir / state["last"], state["epoch"])
-        return int(state["epoch"])
+        try:
+            state = json.loads((self.dir / "state.json").read_text())
+            self.ckpt.read(str(self.dir / state["last"])).assert_existing_objects_matched()
+            self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+            self.best_loss = state.get("best_loss")
+            self.slot = state["last"][-1]
+            epoch = int(state["epoch"])
+        except Exception as exc:  # missing keys, bad JSON, missing/corrupt/mismatched checkpoint files
+            raise TrainingError(f"cannot resume from {self.dir}: the checkpoint is damaged or does not match the "
+                                f"run's model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                                f"Train again instead.") from None
+        logger.info("resumed from %s after epoch %d", self.dir / state["last"], epoch)
+        return epoch
 
     def load_final(self, final_model: Any, which: str) -> None:
         """Put the final weights into ``final_model`` (a plain, float32 copy of the architecture).

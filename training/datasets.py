@@ -193,6 +193,8 @@ def _check_images(x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
         raise DataError(f"{where} must be numeric images shaped (N, H, W) or (N, H, W, C). "
                         f"Received: dtype={x.dtype}, shape={x.shape}")
+    if x.size == 0:
+        raise DataError(f"{where} holds no images (shape={x.shape}); every split needs at least one image.")
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[-1] not in (1, 3):
@@ -242,17 +244,25 @@ def _keras_cached(name: str) -> RawSource:
     cache = keras_cache_dir()
     base = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
-    def missing(what: Path, url: str) -> DataError:
-        return DataError(f"{name} is not in the local Keras cache: {what} does not exist. cnnkeras never "
-                         f"downloads at run time; download {url} on a connected machine and place it at "
-                         f"{what} (or set KERAS_HOME to the folder that holds datasets/).")
+    def missing(what: Sequence[Path], urls: Sequence[str]) -> DataError:
+        listed = "; ".join(f"{url} -> {path}" for url, path in zip(urls, what))
+        return DataError(f"{name} is not in the local Keras cache (missing: {', '.join(map(str, what))}). "
+                         f"cnnkeras never downloads at run time; on a connected machine download {listed} "
+                         f"(or set KERAS_HOME to the folder that holds datasets/).")
+
+    def damaged(what: Path, url: str, exc: BaseException) -> DataError:
+        return DataError(f"{name}: the cached file {what} is damaged or incomplete ({type(exc).__name__}: {exc}). "
+                         f"Delete it and place a fresh copy of {url} there.")
 
     if name == "mnist":
         path = cache / "mnist.npz"
         if not path.is_file():
-            raise missing(path, base + "mnist.npz")
-        with np.load(path) as f:
-            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+            raise missing([path], [base + "mnist.npz"])
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        except Exception as exc:  # zip/format/missing-key errors all mean a bad download
+            raise damaged(path, base + "mnist.npz", exc) from None
         return RawSource(name=name, class_names=[str(i) for i in range(10)], train=(xtr[..., None], ytr.astype(np.int32)),
                          test=(xte[..., None], yte.astype(np.int32)), safe_augmentations=GLYPHS,
                          fill_mode="constant")
@@ -260,38 +270,57 @@ def _keras_cached(name: str) -> RawSource:
         folder = cache / "fashion-mnist"
         files = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz"]
-        for f in files:
-            if not (folder / f).is_file():
-                raise missing(folder / f, base + f)
+        absent = [f for f in files if not (folder / f).is_file()]
+        if absent:
+            raise missing([folder / f for f in absent], [base + f for f in absent])
         raw = []
         for f in files:
-            with gzip.open(folder / f, "rb") as fh:
-                raw.append(np.frombuffer(fh.read(), np.uint8, offset=8 if "labels" in f else 16))
+            try:
+                with gzip.open(folder / f, "rb") as fh:
+                    raw.append(np.frombuffer(fh.read(), np.uint8, offset=8 if "labels" in f else 16))
+            except (OSError, EOFError, ValueError) as exc:
+                raise damaged(folder / f, base + f, exc) from None
         ytr, xtr, yte, xte = raw
+        try:
+            xtr, xte = xtr.reshape(-1, 28, 28, 1), xte.reshape(-1, 28, 28, 1)
+        except ValueError as exc:
+            raise damaged(folder / files[1], base + files[1], exc) from None
+        if len(xtr) != len(ytr) or len(xte) != len(yte):
+            raise damaged(folder, base, ValueError(f"{len(xtr)}/{len(xte)} images but {len(ytr)}/{len(yte)} labels"))
         return RawSource(name=name, class_names=_FASHION_NAMES,
-                         train=(xtr.reshape(-1, 28, 28, 1), ytr.astype(np.int32)),
-                         test=(xte.reshape(-1, 28, 28, 1), yte.astype(np.int32)),
+                         train=(xtr, ytr.astype(np.int32)), test=(xte, yte.astype(np.int32)),
                          safe_augmentations=("hflip", "crop", "translate", "rotate", "zoom"), fill_mode="constant")
     folder_name = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
     folder, archive = cache / folder_name, cache / f"{folder_name.split('-batches')[0].replace('-python', '')}-python.tar.gz"
+    url = f"https://www.cs.toronto.edu/~kriz/{archive.name}"
     members = (["data_batch_%d" % i for i in range(1, 6)], ["test_batch"]) if name == "cifar10" else (["train"], ["test"])
     label_key = b"labels" if name == "cifar10" else b"fine_labels"
 
     def read(member: str) -> dict:
-        if folder.is_dir():
-            with open(folder / member, "rb") as fh:
+        where = folder / member if folder.is_dir() else archive
+        try:
+            if folder.is_dir():
+                with open(folder / member, "rb") as fh:
+                    return pickle.load(fh, encoding="bytes")
+            with tarfile.open(archive, "r:gz") as tar:
+                fh = tar.extractfile(f"{folder_name}/{member}")
                 return pickle.load(fh, encoding="bytes")
-        with tarfile.open(archive, "r:gz") as tar:
-            fh = tar.extractfile(f"{folder_name}/{member}")
-            return pickle.load(fh, encoding="bytes")
+        except FileNotFoundError:
+            raise DataError(f"{name}: the cache folder {folder} lacks {member}. Delete the folder and extract "
+                            f"{url} into {cache} again (or remove the folder and place the archive at {archive}).") from None
+        except Exception as exc:  # tar/gzip/pickle errors and missing members all mean a bad download
+            raise damaged(where, url, exc) from None
 
     if not folder.is_dir() and not archive.is_file():
-        raise missing(archive, f"https://www.cs.toronto.edu/~kriz/{archive.name}")
+        raise missing([archive], [url])
     xs, ys = [], []
     for group in members:
         batches = [read(m) for m in group]
-        xs.append(np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        ys.append(np.concatenate([np.asarray(b[label_key]) for b in batches]).astype(np.int32))
+        try:
+            xs.append(np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(np.concatenate([np.asarray(b[label_key]) for b in batches]).astype(np.int32))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged(folder if folder.is_dir() else archive, url, exc) from None
     if name == "cifar10":
         names = _CIFAR10_NAMES
     else:

@@ -40,7 +40,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, class_names: Sequen
     Returns:
         A JSON-ready dict.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     k = len(class_names)
     labels = np.arange(k)
@@ -48,10 +48,12 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, class_names: Sequen
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
     kk = max(1, min(top_k, k - 1))  # top-k with k >= classes is always 100%
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    # Top-k by hand: sklearn's top_k_accuracy_score rejects 2-class problems given (N, 2) scores.
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :kk]
     return {
         f"{prefix}_accuracy": float(np.mean(pred == y)),
         f"{prefix}_loss": loss,
-        f"{prefix}_top{kk}_accuracy": float(top_k_accuracy_score(y, probs, k=kk, labels=labels)),
+        f"{prefix}_top{kk}_accuracy": float(np.mean((top == np.asarray(y)[:, None]).any(axis=1))),
         "top_k": kk,
         f"{prefix}_examples": int(len(y)),
         "macro_f1": float(np.mean(f)),

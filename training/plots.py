@@ -102,7 +102,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
 
 
 def plot_augment_grid(original: np.ndarray, augmented: list[np.ndarray], labels: Sequence[str],
-                      path: str | Path, title: str = "") -> Path:
+                      path: str | Path, title: str = "", captions: Sequence[Sequence[str]] | None = None) -> Path:
     """Write a grid: one row per sample, the original first, then augmented versions.
 
     Args:
@@ -111,6 +111,8 @@ def plot_augment_grid(original: np.ndarray, augmented: list[np.ndarray], labels:
         labels: Row labels (class names).
         path: Output PNG.
         title: Figure title.
+        captions: Optional text under each augmented cell, ``captions[j][i]`` for batch ``j``, row ``i``
+            (e.g. the soft labels mixup/cutmix give).
 
     Returns:
         The PNG path.
@@ -128,6 +130,8 @@ def plot_augment_grid(original: np.ndarray, augmented: list[np.ndarray], labels:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title("original" if j == 0 else f"aug {j}", fontsize=8)
+            if captions is not None and j > 0:
+                ax.set_xlabel(captions[j - 1][i], fontsize=5)
         axes[i, 0].set_ylabel(str(labels[i])[:12], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)

@@ -35,8 +35,18 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
     from training.errors import DataError
     from training.plots import plot_augment_grid
 
+    from training.errors import TrainingError
+
     if samples < 1 or variants < 1:
         raise DataError(f"samples and variants must be >= 1. Received: samples={samples}, variants={variants}")
+    out = Path(out)
+    if out.is_dir():  # a folder: write the default file name into it
+        out = out / "augment_preview.png"
+    try:  # fail before loading the data when the output cannot be written
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainingError(f"cannot create the folder {out.parent} for --out {out}: {exc.strerror or exc}. "
+                            f"Choose a writable --out.") from None
     split, info = load_arrays(source, seed=seed, **load_kwargs)
     cfg = resolve_augment(augment, info)
     if mixup or cutmix:
@@ -49,8 +59,20 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
     images = x[idx].astype(np.float32)
     onehot = np.eye(info.num_classes, dtype=np.float32)[y[idx]]
     fn = make_augmenter(cfg, info)
-    batches = [fn(tf.constant(images), tf.constant(onehot), tf.constant([seed, v], tf.int64))[0].numpy()
-               for v in range(variants)]
+    results = [fn(tf.constant(images), tf.constant(onehot), tf.constant([seed, v], tf.int64)) for v in range(variants)]
+    batches = [r[0].numpy() for r in results]
+    captions = None
+    if cfg.mixup or cfg.cutmix:  # mixed images carry soft labels: show them under each cell
+        captions = [[_soft_label(row, info.class_names) for row in r[1].numpy()] for r in results]
     on = ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items() if v and k != "fill_mode") or "none"
-    return plot_augment_grid(images, batches, [info.class_names[int(c)] for c in y[idx]], out,
-                             title=f"{info.name}: {on}")
+    try:
+        return plot_augment_grid(images, batches, [info.class_names[int(c)] for c in y[idx]], out,
+                                 title=f"{info.name}: {on}", captions=captions)
+    except OSError as exc:
+        raise TrainingError(f"cannot write {out}: {exc.strerror or exc}. Choose a writable --out.") from None
+
+
+def _soft_label(row: np.ndarray, class_names: list[str]) -> str:
+    """``"circle .62 / cross .38"``: the (up to two) classes a mixed sample's label is made of."""
+    top = [int(i) for i in np.argsort(-row, kind="stable")[:2] if row[i] >= 0.005]
+    return " / ".join(f"{str(class_names[i])[:8]} {row[i]:.2f}" for i in top)

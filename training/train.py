@@ -64,6 +64,11 @@ def train(config: TrainConfig) -> Path:
 
     # -- data and recipe ------------------------------------------------------------------
     spec = _load_spec(config)
+    if spec is None and config.model is not None:
+        import cnnkeras
+
+        if config.model not in cnnkeras.list_models():  # fail before reading the data
+            cnnkeras.get_spec(config.model, (32, 32, 3), 2)  # raises the "unknown model ... Known models" error
     image_size, channels = parse_image_size(config.image_size), config.channels
     if spec is not None:  # a spec fixes the input: convert the data to it unless told otherwise
         image_size = image_size or tuple(spec.input_shape[:2])
@@ -139,6 +144,11 @@ def train(config: TrainConfig) -> Path:
     if resume_from is None:
         _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
                                  atomic_write_text(run_dir / LABELS, "\n".join(info.class_names) + "\n")))
+    elif chief:  # --epochs may have changed: config.json must still describe (and reproduce) the run
+        saved = read_run_config(run_dir)
+        if saved["train"].get("epochs") != config.epochs:
+            saved["train"]["epochs"] = config.epochs
+            _write(run_dir, lambda: atomic_write_json(run_dir / CONFIG, saved))
 
     with strategy.scope():
         checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer,
@@ -233,21 +243,48 @@ def _resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
     if not (run_dir / "checkpoints" / "state.json").is_file():
         raise TrainingError(f"{run_dir} has no checkpoint to resume from (checkpoints/state.json): it stopped before "
                             f"its first epoch ended. Train again instead.")
-    stored = dict(saved["train"])
-    stored["spec"] = saved["model"].get("spec") if saved["model"].get("source") == "spec" else None
-    stored.update(resume=str(run_dir), out=str(run_dir), overwrite=False)
-    stored["augment"] = {k: v for k, v in stored["augment"].items()}
-    resumed = TrainConfig.from_dict(stored)
+    try:
+        state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+        stored = dict(saved["train"])
+        stored["spec"] = saved["model"].get("spec") if saved["model"].get("source") == "spec" else None
+        stored.update(resume=str(run_dir), out=str(run_dir), overwrite=False)
+        stored["augment"] = dict(stored["augment"])
+        resumed = TrainConfig.from_dict(stored)
+        done = int(state["epoch"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # hand-edited or foreign files
+        raise TrainingError(f"cannot resume {run_dir}: its config.json or checkpoints/state.json is damaged or was "
+                            f"not written by cnnkeras train ({type(exc).__name__}: {exc}). Train again instead.") from None
+    # Options other than epochs/verbosity come from the run itself; refuse changes rather than ignore them.
+    defaults = TrainConfig()
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in ("resume", "epochs", "verbose", "out", "overwrite")
+               and getattr(config, f.name) != getattr(defaults, f.name)
+               and _normal(f.name, getattr(config, f.name)) != _normal(f.name, getattr(resumed, f.name))]
+    if changed:
+        raise TrainingError(f"--resume continues {run_dir} with its own settings; these options differ from the run's "
+                            f"and cannot change mid-run: {', '.join(changed)}. Drop them (only --epochs may change), "
+                            f"or start a new run.")
     if config.epochs is not None and config.epochs != resumed.epochs:
         logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
                        config.epochs, resumed.epochs)
         resumed.epochs = config.epochs
-    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
-    if is_complete(run_dir) and state["epoch"] >= resumed.epochs:
-        raise TrainingError(f"{run_dir} is already complete ({state['epoch']} of {resumed.epochs} epochs). "
-                            f"Pass --epochs N (more than {state['epoch']}) to train further.")
+    if is_complete(run_dir) and done >= resumed.epochs:
+        raise TrainingError(f"{run_dir} is already complete ({done} of {resumed.epochs} epochs). "
+                            f"Pass --epochs N (more than {done}) to train further.")
     resumed.verbose = config.verbose
     return resumed, run_dir
+
+
+def _normal(name: str, value: Any) -> Any:
+    """An option's value in a comparable form (relative vs absolute data paths, "16x16" vs [16, 16])."""
+    try:
+        if name == "data" and isinstance(value, str):
+            return _absolute_source(value)
+        if name == "image_size":
+            return parse_image_size(value)
+    except DataError:
+        pass
+    return value
 
 
 def _absolute_source(source: str) -> str:
@@ -297,7 +334,15 @@ def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
                             f"{info.num_classes} classes ({', '.join(info.class_names[:10])}). Fix num_classes.")
         model = cnnkeras.build_model(spec)
     else:
-        model = cnnkeras.create_model(name, info.input_shape, info.num_classes, **config.model_args)
+        try:
+            model = cnnkeras.create_model(name, info.input_shape, info.num_classes, **config.model_args)
+        except cnnkeras.SpecError as exc:
+            if "does not fit" not in str(exc):
+                raise
+            shape = "x".join(map(str, info.input_shape))
+            raise cnnkeras.SpecError(
+                f"{exc} The data ({info.name}) is {shape}: pass --image-size HxW (e.g. 32x32) to resize it, or "
+                f"choose a model for this size (the default here is {cnnkeras.default_model_for(info.input_shape)}).") from None
     head = cnnkeras.model_head_type(model)
     if head != "classifier":
         raise TrainingError(f"model {name} has a {head!r} head; training on image-level class labels needs a "

@@ -1,0 +1,141 @@
+"""Bad input found by using the CLIs like a demanding user: each gives a clear message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import training
+from training import DataError, TrainConfig, load_arrays
+from training.cli import main
+from training.errors import TrainingError
+from training.evaluate import classification_metrics
+from training.preview import _soft_label
+
+
+def _tiny_npz(path, classes=2, n=24, size=8):
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    x = rng.integers(0, 60, (n, size, size), dtype=np.uint8)
+    x[y == 1, : size // 2] += 150  # learnable: class 1 is bright on top
+    np.savez(path, x_train=x, y_train=y)
+    return path
+
+
+def test_two_class_metrics_do_not_crash_and_top_k_is_counted():
+    # sklearn's top_k_accuracy_score rejected every 2-class problem: each binary run crashed at the end.
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    m = classification_metrics(probs, np.array([0, 1, 1, 1]), ["cat", "dog"], top_k=5)
+    assert m["top_k"] == 1 and m["test_top1_accuracy"] == m["test_accuracy"] == 0.75
+    probs3 = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
+    m3 = classification_metrics(probs3, np.array([0, 1, 2]), ["a", "b", "c"], top_k=2)
+    assert m3["test_top2_accuracy"] == pytest.approx(2 / 3) and m3["test_accuracy"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name, files, expect", [
+    ("mnist", {"mnist.npz": b"garbage"}, "mnist.npz is damaged"),
+    ("cifar100", {"cifar-100-python.tar.gz": b"garbage"}, "cifar-100-python.tar.gz is damaged"),
+    ("cifar10", {"cifar-10-batches-py/readme.html": b""}, "lacks data_batch_1"),
+    ("fashion_mnist", {f"fashion-mnist/{f}": b"x" for f in ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+                                                            "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")},
+     "train-labels-idx1-ubyte.gz is damaged"),
+])
+def test_damaged_keras_cache_files_are_user_errors(tmp_path, monkeypatch, name, files, expect):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for rel, data in files.items():
+        (tmp_path / "datasets" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "datasets" / rel).write_bytes(data)
+    with pytest.raises(DataError, match=expect):
+        load_arrays(name)
+
+
+def test_missing_fashion_mnist_lists_every_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(DataError, match="never downloads") as err:
+        load_arrays("fashion_mnist")
+    for f in ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz"):
+        assert str(tmp_path / "datasets" / "fashion-mnist" / f) in str(err.value)
+
+
+def test_empty_npz_split_is_a_data_error(tmp_path):
+    np.savez(tmp_path / "e.npz", x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros(0, int))
+    with pytest.raises(DataError, match="x_train holds no images"):
+        load_arrays(f"npz:{tmp_path / 'e.npz'}")
+
+
+def test_unknown_model_fails_before_reading_data_and_misfit_suggests_image_size(tmp_path, capsys, monkeypatch):
+    import sys
+
+    train_mod = sys.modules["training.train"]  # the package's train() shadows the module name
+
+    def no_data(*a, **k):
+        raise AssertionError("data must not be read for an unknown model")
+
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "load_arrays", no_data)
+        assert main(["train", "--model", "lenett5", "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", "--data", "digits", "--model", "lenet5", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Did you mean 'lenet5'" in err
+    assert "does not fit input_shape 8x8x1" in err and "--image-size" in err and "simple_cnn" in err
+    assert not (tmp_path / "r").exists()
+
+
+def _fake_run(path, **state):
+    cfg = TrainConfig(data="digits", epochs=2, batch_size=32, optimizer="adamw", lr=0.003, weight_decay=1e-4,
+                      schedule="cosine", warmup_epochs=0.4, label_smoothing=0.1, tensorboard=False)
+    train = cfg.to_dict()
+    train["augment"] = {"translate": 0.1}
+    (path / "checkpoints").mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({
+        "train": train, "model": {"source": "zoo", "name": "simple_cnn", "overrides": {}},
+        "data": {"source": "digits"}}))
+    (path / "checkpoints" / "state.json").write_text(json.dumps(state))
+    return path
+
+
+def test_resume_refuses_changed_options_and_damaged_checkpoints(tmp_path, capsys):
+    good = _fake_run(tmp_path / "run", epoch=1, last="last-a", best=0.5, best_epoch=0, wait=0)
+    with pytest.raises(TrainingError, match="cannot change mid-run: lr, deterministic"):
+        training.train(TrainConfig(resume=str(good), lr=0.5, deterministic=True, verbose=0))
+    # The same data given as a relative or absolute path is not a change; the missing checkpoint files are.
+    with pytest.raises(TrainingError, match="cannot resume .*checkpoint is damaged"):
+        training.train(TrainConfig(resume=str(good), data="digits", verbose=0))
+    bad = _fake_run(tmp_path / "bad")
+    assert main(["train", "--resume", str(bad)]) == 2
+    (bad / "config.json").write_text('{"train": {}}')
+    assert main(["train", "--resume", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("is damaged or was not written by cnnkeras train") == 2
+
+
+def test_two_class_run_completes_and_extending_it_updates_config(tmp_path):
+    data = f"npz:{_tiny_npz(tmp_path / 'two.npz')}"
+    run = training.train(TrainConfig(data=data, model="simple_cnn", model_args={"filters": 4, "units": 8},
+                                     epochs=1, batch_size=8, out=str(tmp_path / "r"), tensorboard=False, verbose=0))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["top_k"] == 1 and 0.0 <= metrics["test_top1_accuracy"] <= 1.0
+    assert len(metrics["confusion_matrix"]) == 2
+    training.train(TrainConfig(resume=str(run), epochs=2, verbose=0))
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
+    with pytest.raises(TrainingError, match=r"already complete \(2 of 2 epochs\)"):
+        training.train(TrainConfig(resume=str(run), verbose=0))
+
+
+def test_augment_preview_output_errors_folders_and_mixup_captions(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["augment-preview", "--data", "digits", "--out", str(blocker / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Choose a writable --out" in err
+    folder = tmp_path / "previews"
+    folder.mkdir()
+    assert main(["augment-preview", "--data", "shapes:40", "--out", str(folder), "--samples", "2", "--variants", "2",
+                 "--mixup", "0.4"]) == 0
+    assert (folder / "augment_preview.png").stat().st_size > 1000
+    assert _soft_label(np.array([0.0, 0.62, 0.38]), ["a", "circle", "cross"]) == "circle 0.62 / cross 0.38"
+    assert _soft_label(np.array([1.0, 0.0]), ["cat", "dog"]) == "cat 1.00"
