@@ -128,10 +128,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     Args:
         subparsers: The top-level parser's subparsers object.
     """
+    from cnnkeras.zoo import list_models
+
     p = subparsers.add_parser("summary", help="per-layer table of a zoo model or a spec file",
                               description="Print output shape, params, MACs, receptive field and activation "
-                                          "memory of every layer of a zoo model or a YAML/JSON spec file.")
-    p.add_argument("model", metavar="NAME|SPEC_FILE", help="a zoo model name (see list below) or a spec file")
+                                          "memory of every layer of a zoo model or a YAML/JSON spec file.",
+                              epilog=f"zoo models: {', '.join(list_models())}")
+    p.add_argument("model", metavar="NAME|SPEC_FILE", help="a zoo model name (see the list below) or a spec file")
     p.add_argument("--input-shape", metavar="H,W,C", help="input shape (zoo default 32,32,3; a spec file's own)")
     p.add_argument("--num-classes", type=int, metavar="N", help="number of classes (zoo default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -139,3 +139,30 @@ def test_augment_preview_output_errors_folders_and_mixup_captions(tmp_path, caps
     assert (folder / "augment_preview.png").stat().st_size > 1000
     assert _soft_label(np.array([0.0, 0.62, 0.38]), ["a", "circle", "cross"]) == "circle 0.62 / cross 0.38"
     assert _soft_label(np.array([1.0, 0.0]), ["cat", "dog"]) == "cat 1.00"
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: training.get_datasets("digits", batch_size=0), "batch_size must be an integer >= 1"),
+    (lambda: training.get_datasets("digits", augment=42), "augment must be None, True/False"),
+    (lambda: training.get_datasets("digits", augment={"rotate": "x"}), "rotate must be a number"),
+    (lambda: load_arrays("digits", channels="3"), "channels=.3."),
+    (lambda: load_arrays("digits", val_fraction="x"), "val_fraction must be a number"),
+    (lambda: load_arrays("digits", seed="a"), "seed must be an integer"),
+])
+def test_python_api_wrong_types_are_data_errors(call, match):
+    with pytest.raises(DataError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("option, value", [("epochs", "3"), ("lr", "0.1"), ("lr", float("inf")), ("mixup", None)])
+def test_train_config_wrong_types_are_training_errors(tmp_path, option, value):
+    with pytest.raises(TrainingError, match=f"{option} must be a finite number"):
+        training.train(TrainConfig(**{option: value}, out=str(tmp_path / "r"), verbose=0))
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_lists_the_zoo_models(capsys):
+    assert main(["summary", "--help"]) == 0
+    assert main(["train", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert out.count("lenet5, mobilenet_tiny, resnet8, simple_cnn") == 2

@@ -154,7 +154,7 @@ def resolve_augment(augment: Any, info: Any) -> AugmentConfig:
         cfg = default_augment(info)
     elif isinstance(augment, AugmentConfig):
         cfg = dataclasses.replace(augment)
-    else:
+    elif isinstance(augment, (str, dict)):
         opts = parse_augment(augment) if isinstance(augment, str) else dict(augment)
         none = opts.pop("none", False)
         cfg = default_augment(info) if opts.pop("default", False) and not none else AugmentConfig()
@@ -163,12 +163,18 @@ def resolve_augment(augment: Any, info: Any) -> AugmentConfig:
         if unknown:
             raise DataError(f"unknown augmentation option(s) {unknown}; known: {sorted(names)}")
         cfg = dataclasses.replace(cfg, **opts)
+    else:
+        raise DataError(f"augment must be None, True/False, 'default', 'none', an option string such as "
+                        f"'hflip,translate=0.1', a dict or an AugmentConfig. Received: augment={augment!r}")
     _check(cfg, info)
     return cfg
 
 
 def _check(cfg: AugmentConfig, info: Any) -> None:
     for key in _NUMBERS:
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise DataError(f"augmentation option {key} must be a number. Received: {key}={value!r}")
         if getattr(cfg, key) < 0:
             raise DataError(f"augmentation option {key} must be >= 0. Received: {key}={getattr(cfg, key)}")
     for key, limit in (("translate", 0.5), ("zoom", 0.9), ("brightness", 1.0), ("contrast", 1.0),

@@ -99,7 +99,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model and write a run directory (model.keras, config.json, metrics.json, "
                     "history.csv, checkpoints/, plots). Options left out follow the data's default recipe.")
     model = p.add_mutually_exclusive_group()
-    model.add_argument("--model", help="zoo model name (default: the data's default model)")
+    from cnnkeras.zoo import list_models
+
+    model.add_argument("--model", metavar="NAME",
+                       help=f"zoo model: {', '.join(list_models())} (default: simple_cnn below 32x32, else resnet8)")
     model.add_argument("--spec", metavar="FILE", help="YAML/JSON model spec file")
     p.add_argument("--model-args", metavar="JSON", help="zoo model overrides, e.g. '{\"dropout\": 0.3}'")
     _data_args(p)

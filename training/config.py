@@ -8,6 +8,7 @@ wins. The resolved config is what ``config.json`` records.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,18 @@ class TrainConfig:
             if not ok:
                 raise TrainingError(msg)
 
+        numbers = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "step_epochs",
+                   "step_gamma", "min_lr", "label_smoothing", "early_stopping", "mixup", "cutmix", "seed", "top_k",
+                   "devices")
+        for name in numbers:  # wrong types would otherwise surface as TypeErrors from the comparisons below
+            value = getattr(self, name)
+            need((value is None and name in ("early_stopping", "step_epochs", "devices"))
+                 or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)),
+                 f"{name} must be a finite number. Received: {name}={value!r}")
         need(self.model is None or self.spec is None, "pass either a zoo model or a spec file, not both.")
-        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
+        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1,
-             f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
+             f"batch_size must be >= 1. Received: batch_size={self.batch_size!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}. Received: {self.optimizer!r}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}. Received: {self.schedule!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}. Received: {self.precision!r}")
@@ -221,7 +230,7 @@ def resolve(config: TrainConfig, dataset_name: str, input_shape: tuple[int, int,
     recipe = default_recipe(dataset_name, input_shape, num_train)
     filled = {k: v for k, v in recipe.items() if getattr(config, k) is None}
     out = dataclasses.replace(config, **filled)
-    if config.warmup_epochs is None:  # a short run keeps most of its epochs after the warmup
+    if config.warmup_epochs is None and isinstance(out.epochs, int):  # a short run keeps most epochs after warmup
         out.warmup_epochs = min(out.warmup_epochs, 0.2 * out.epochs)
     if out.optimizer == "sgd" and config.lr is None:
         out.lr = 0.05  # SGD wants a larger step than Adam

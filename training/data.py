@@ -169,11 +169,13 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
         DataError: Unknown source, unreadable or inconsistent data, or bad labels.
     """
     size = parse_image_size(image_size)
-    if channels is not None and channels not in (1, 3):
-        raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels}")
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels!r}")
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < float(frac) < 1.0:
-            raise DataError(f"{name} must be between 0 and 1 (exclusive). Received: {name}={frac}")
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < float(frac) < 1.0:
+            raise DataError(f"{name} must be a number between 0 and 1 (exclusive). Received: {name}={frac!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise DataError(f"seed must be an integer. Received: seed={seed!r}")
     raw = read_source(source, image_size=size, channels=channels, seed=seed, skip_bad_images=skip_bad_images)
     return _finish(raw, source, size, channels, float(val_fraction), float(test_fraction), int(seed))
 
@@ -324,6 +326,9 @@ def get_datasets(source: str, batch_size: int = 32, *, augment: Any = None, seed
     """
     from training.augment import make_augmenter, resolve_augment
 
+    for name, value in (("batch_size", batch_size), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
     split, info = load_arrays(source, seed=seed, **load_kwargs)
     cfg = resolve_augment(augment, info)
     fn = make_augmenter(cfg, info) if cfg.enabled else None
