@@ -250,7 +250,11 @@ class ModelSpec:
         """
         path = Path(path)
         if not path.is_file():
-            raise SpecError(f"spec file not found: {path}")
+            hint = ""
+            if path.suffix == "" and not path.parent.parts:
+                hint = (f" If {str(path)!r} is a zoo model name, use cnnkeras.create_model({str(path)!r}, input_shape, "
+                        "num_classes) (cnnkeras.list_models() lists them).")
+            raise SpecError(f"spec file not found: {path}.{hint}")
         text = path.read_text(encoding="utf-8")
         try:
             if path.suffix.lower() == ".json":

@@ -115,6 +115,8 @@ def test_json_syntax_error_names_file_and_line(tmp_path):
 def test_missing_file_and_bad_suffix(tmp_path):
     with pytest.raises(SpecError, match="spec file not found"):
         ModelSpec.from_file(tmp_path / "nope.yaml")
+    with pytest.raises(SpecError, match=r"use cnnkeras\.create_model\('lenet5'"):
+        ModelSpec.from_file("lenet5")  # a zoo name passed where a spec file was expected
     with pytest.raises(SpecError, match=r"must end in \.yaml, \.yml or \.json"):
         ModelSpec.from_file(EXAMPLE).to_file(tmp_path / "spec.txt")
 
