@@ -190,3 +190,12 @@ def test_jit_xla_training_on_cpu(tmp_path):
     assert len(losses(xla)) == 2 and losses(xla)[-1] < losses(xla)[0]
     # Same seed, same data order: XLA's fused kernels may round differently, but it is the same training.
     np.testing.assert_allclose(losses(xla), losses(plain), rtol=0.05)
+
+
+def test_deterministic_does_not_leak_and_refuses_jit(tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
+    training.train(TrainConfig(out=str(tmp_path / "det"), epochs=1, deterministic=True, augment="none", **SMALL))
+    assert not tf_config.is_op_determinism_enabled()  # restored for the caller
+    with pytest.raises(TrainingError, match="--jit cannot be combined with --deterministic"):
+        training.train(TrainConfig(out=str(tmp_path / "both"), epochs=1, deterministic=True, jit=True, **SMALL))

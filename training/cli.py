@@ -61,7 +61,8 @@ def _train_command(args: argparse.Namespace) -> int:
         min_lr=args.min_lr, label_smoothing=args.label_smoothing,
         class_weight=None if class_weight == "none" else class_weight, early_stopping=args.early_stopping,
         monitor=args.monitor, augment=args.augment, mixup=args.mixup, cutmix=args.cutmix, precision=args.precision,
-        jit=args.jit, seed=args.seed, deterministic=args.deterministic, strategy=args.strategy, devices=args.devices,
+        jit=args.jit, augment_on=args.augment_on, seed=args.seed, deterministic=args.deterministic,
+        strategy=args.strategy, devices=args.devices,
         out=args.out, project_dir=args.project_dir, overwrite=args.overwrite, resume=args.resume, final=args.final,
         top_k=args.top_k, tensorboard=not args.no_tensorboard, verbose=args.keras_verbose)
     run_dir = train(config)
@@ -127,6 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("execution")
     r.add_argument("--precision", choices=PRECISIONS, default="float32")
     r.add_argument("--jit", action="store_true", help="compile the training step with XLA")
+    r.add_argument("--augment-on", choices=["auto", "pipeline", "device"], default="auto",
+                   help="where augmentation runs: tf.data on the CPU (pipeline) or inside the training step on "
+                        "the model's device (device); auto = device when a GPU is present and --jit is off")
     r.add_argument("--deterministic", action="store_true", help="TF op determinism: identical weights run to run")
     r.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="auto: MirroredStrategy on >1 GPU; multiworker reads TF_CONFIG")

@@ -56,6 +56,9 @@ class TrainConfig:
             ``AugmentConfig``.
         mixup: Mixup alpha (0: off); added to ``augment``.
         cutmix: CutMix alpha (0: off); added to ``augment``.
+        augment_on: Where augmentation runs: ``pipeline`` (tf.data, on the CPU), ``device`` (inside the
+            training step, on the GPU when there is one) or ``auto`` (``device`` with a GPU and without
+            ``jit``). Both give the same batches; config.json records the resolved choice.
         precision: ``float32``, ``mixed_float16`` or ``mixed_bfloat16`` (the saved model is float32).
         jit: Compile the training step with XLA.
         seed: Seed for the split, weights, shuffling and augmentation.
@@ -100,6 +103,7 @@ class TrainConfig:
     augment: Any = "default"
     mixup: float = 0.0
     cutmix: float = 0.0
+    augment_on: str = "auto"
     precision: str = "float32"
     jit: bool = False
     seed: int = 0
@@ -186,6 +190,11 @@ class TrainConfig:
         need(self.early_stopping is None or self.early_stopping >= 0,
              f"early_stopping (patience) must be >= 0. Received: {self.early_stopping}")
         need(self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix alphas must be >= 0.")
+        need(not (self.jit and self.deterministic),
+             "--jit cannot be combined with --deterministic: XLA has no deterministic gradient for max pooling "
+             "(TF raises UnimplementedError mid-run). Drop one of them.")
+        need(self.augment_on in ("auto", "pipeline", "device"),
+             f"augment_on must be auto, pipeline or device. Received: augment_on={self.augment_on!r}")
         need(self.top_k >= 1, f"top_k must be >= 1. Received: {self.top_k}")
         need(self.devices is None or self.devices >= 1, f"devices must be >= 1. Received: {self.devices}")
         need(self.class_weight in (None, "balanced") or isinstance(self.class_weight, dict),

@@ -237,7 +237,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 def make_train_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, *, seed: int,
                        epochs: int, initial_epoch: int = 0,
-                       augment: Callable[..., Any] | None = None) -> Any:
+                       augment: Callable[..., Any] | None = None, seed_only: bool = False) -> Any:
     """Build the training pipeline for epochs ``initial_epoch .. epochs - 1``.
 
     Each epoch reshuffles with a seed derived from ``(seed, epoch)`` and augments batch ``i`` with a
@@ -253,6 +253,9 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_siz
         epochs: Last epoch (exclusive), as in ``Model.fit``.
         initial_epoch: First epoch.
         augment: ``augment(images, onehot_labels, seed) -> (images, labels)`` on whole batches, or None.
+        seed_only: Do not augment here; yield ``((images, batch_seeds), labels)`` (the batch seed repeated
+            on every row, shape ``(batch, 2)``) so the training step
+            augments on the model's device (:mod:`training.device_augment`) with the same seeds.
 
     Returns:
         A ``tf.data.Dataset`` of ``(float32 images, float32 one-hot labels)`` batches; use it with
@@ -268,8 +271,14 @@ def make_train_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_siz
     def one_epoch(epoch: Any) -> Any:
         order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.cast(seed, tf.int64), epoch])))
         ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        ds = ds.map(lambda i: (tf.cast(tf.gather(images, i), tf.float32), tf.one_hot(tf.gather(labels, i), num_classes)))
-        if augment is not None:
+        ds = ds.map(lambda i: (tf.cast(tf.gather(images, i), tf.float32), tf.one_hot(tf.gather(labels, i), num_classes)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if seed_only:
+            # One seed row per image: a distribution strategy splits every tensor of a batch along axis 0.
+            ds = ds.enumerate().map(lambda i, ab: (
+                (ab[0], tf.tile(tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i])[None],
+                                [tf.shape(ab[0])[0], 1])), ab[1]))
+        elif augment is not None:
             ds = ds.enumerate().map(
                 lambda i, ab: augment(ab[0], ab[1], tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i])),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -48,6 +48,18 @@ def train(config: TrainConfig) -> Path:
         UserError: Bad data, options or output directory (``DataError``, ``TrainingError``,
             ``SpecError``), or a diverging loss.
     """
+    import cnnkeras._keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    from tensorflow.python.framework import config as tf_config  # public API can enable determinism only
+
+    determinism_before = tf_config.is_op_determinism_enabled()
+    try:
+        return _train(config)
+    finally:  # --deterministic is global in TF: do not leak it into the caller's later work
+        if not determinism_before and tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()
+
+
+def _train(config: TrainConfig) -> Path:
     resume_from = None
     if config.resume:
         config, resume_from = _resume_config(config)
@@ -86,6 +98,10 @@ def train(config: TrainConfig) -> Path:
     if config.mixup or config.cutmix:
         aug = dataclasses.replace(aug, mixup=config.mixup or aug.mixup, cutmix=config.cutmix or aug.cutmix)
 
+    from training.device_augment import OnDeviceAugment, resolve_augment_on
+
+    config = dataclasses.replace(config, augment_on=resolve_augment_on(config.augment_on, config.jit))
+    on_device = aug.enabled and config.augment_on == "device"
     model_name = spec.name if spec is not None else (config.model or _default_model(info.input_shape))
     model_record = _model_record(config, spec, model_name, info)
 
@@ -111,7 +127,8 @@ def train(config: TrainConfig) -> Path:
 
             optimizer = make_optimizer(config, steps)
             logits = cnnkeras.model_outputs_logits(model)
-            train_model.compile(
+            fit_model = OnDeviceAugment(train_model, make_augmenter(aug, info)) if on_device else train_model
+            fit_model.compile(
                 optimizer=optimizer,
                 loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=config.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
@@ -157,9 +174,10 @@ def train(config: TrainConfig) -> Path:
         initial_epoch = state.restore(optimizer) if resume_from is not None else 0
 
     # -- fit --------------------------------------------------------------------------------
-    augmenter = make_augmenter(aug, info) if aug.enabled else None
+    augmenter = make_augmenter(aug, info) if aug.enabled and not on_device else None
     train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
-                                  epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter)
+                                  epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter,
+                                  seed_only=on_device)
     val_ds = make_eval_dataset(*split.val, info.num_classes, config.batch_size)
     if resume_from is not None:
         _truncate_history(run_dir / "history.csv", initial_epoch)
@@ -172,13 +190,14 @@ def train(config: TrainConfig) -> Path:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0))
         except ImportError:
             logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    logger.info("training %s (%s params) on %s: %d epochs x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s)",
-                model_name, f"{model.count_params():,}", info.name, config.epochs, steps, config.batch_size,
-                config.optimizer, config.lr, config.precision, config.strategy, strategy.num_replicas_in_sync,
-                "s" if strategy.num_replicas_in_sync > 1 else "")
+    logger.info("training %s (%s params) on %s: %d epochs x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s), "
+                "augmentation %s", model_name, f"{model.count_params():,}", info.name, config.epochs, steps,
+                config.batch_size, config.optimizer, config.lr, config.precision, config.strategy,
+                strategy.num_replicas_in_sync, "s" if strategy.num_replicas_in_sync > 1 else "",
+                ("in the training step (device)" if on_device else "in the tf.data pipeline") if aug.enabled else "off")
     start = time.perf_counter()
     if initial_epoch < config.epochs:
-        train_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        fit_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_ds, class_weight=_class_weights(config.class_weight, split.train[1],
                                                                            info.num_classes),
                         callbacks=callbacks, verbose=config.verbose)
