@@ -25,8 +25,9 @@ from export import convert  # noqa: E402
 from export.formats import FORMATS  # noqa: E402
 from export.runtime import TFLitePredictor  # noqa: E402
 
+from benchmarks_md import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
+
 RECIPES = ["tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"]
-START, END = "<!-- inference:start -->", "<!-- inference:end -->"
 
 
 def _models() -> list[tuple[str, keras.Model]]:
@@ -97,16 +98,7 @@ def main() -> int:
               "the builtin-kernel columns for the gain int8 gives without a float SIMD library."]
     text = "\n".join(lines)
     print(text)
-    md = ROOT / "BENCHMARKS.md"
-    body = md.read_text() if md.is_file() else "# Benchmarks\n"
-    section = f"{START}\n## Inference (benchmarks/inference.py)\n\n{text}\n{END}"
-    if START in body and END in body:
-        body = body[:body.index(START)] + section + body[body.index(END) + len(END):]
-    else:
-        body = body.rstrip("\n") + "\n\n" + section + "\n"
-    from cnnkeras.fileio import atomic_write_text
-
-    atomic_write_text(md, body)
+    write_section("inference", f"## Inference (benchmarks/inference.py)\n\n{text}")
     return 0
 
 

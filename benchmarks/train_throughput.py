@@ -26,12 +26,11 @@ import numpy as np  # noqa: E402
 
 import cnnkeras  # noqa: E402
 from cnnkeras._keras import keras, tf  # noqa: E402
-from cnnkeras.fileio import atomic_write_text  # noqa: E402
+from benchmarks_md import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 from training.augment import make_augmenter, resolve_augment  # noqa: E402
 from training.device_augment import OnDeviceAugment  # noqa: E402
 from training.data import load_arrays, make_train_dataset, steps_per_epoch  # noqa: E402
 
-START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -135,15 +134,7 @@ def main(argv=None) -> int:
     text = "\n".join(["## Training throughput (`benchmarks/train_throughput.py`)", "", header, "", *table, ""])
     print(text)
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-        section = f"{START}\n{text}{END}"
-        if START in old and END in old:
-            new = old[: old.index(START)] + section + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section + "\n"
-        atomic_write_text(path, new)
-        print(f"updated {path}")
+        print(f"updated {write_section('train_throughput', text)}")
     return 0
 
 

@@ -168,15 +168,18 @@ class Predictor:
         Returns:
             ``(p50, p90)`` in microseconds.
         """
-        x = self._check(image)[:1]
-        for _ in range(warmup):
-            self._predict(x)
+        step = self._timed_step(self._check(image)[:1])
         times = []
-        for _ in range(runs):
+        for i in range(warmup + runs):
             t0 = time.perf_counter()
-            self._predict(x)
-            times.append((time.perf_counter() - t0) * 1e6)
+            step()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e6)
         return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+    def _timed_step(self, x: np.ndarray):
+        """What one timed run does (a runtime may prepare inputs outside the timed part)."""
+        return lambda: self._predict(x)
 
 
 class KerasPredictor(Predictor):
@@ -277,31 +280,18 @@ class TFLitePredictor(Predictor):
             rows.append(dequantize(self.interp.get_tensor(self._out["index"]), out_scale, out_zero)[0])
         return np.stack(rows).astype(np.float32)
 
-    def latency_us(self, image: np.ndarray, runs: int = 50, warmup: int = 5) -> tuple[float, float]:
-        """Single-image latency of the graph: set input, invoke, read output.
-
-        The input is quantized once before timing, so the figure is the model's (what a device
-        pays), not numpy's quantization glue.
-
-        Args:
-            image: One raw image ``(H, W, C)``.
-            runs: Timed runs.
-            warmup: Untimed runs first.
-
-        Returns:
-            ``(p50, p90)`` in microseconds.
-        """
+    def _timed_step(self, x: np.ndarray):
+        # The input is quantized once, outside the timed part: the figure is the graph's (what a device
+        # pays: set input, invoke, read output), not numpy's quantization glue.
         in_scale, in_zero = self._in["quantization"]
-        q = quantize(self._check(image)[:1], in_scale, in_zero, self._in["dtype"])
-        times = []
-        for i in range(warmup + runs):
-            t0 = time.perf_counter()
+        q = quantize(x, in_scale, in_zero, self._in["dtype"])
+
+        def step() -> None:
             self.interp.set_tensor(self._in["index"], q)
             self.interp.invoke()
             self.interp.get_tensor(self._out["index"])
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e6)
-        return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+        return step
 
     def raw_outputs(self, q_inputs: np.ndarray) -> np.ndarray:
         """Run already-quantized inputs and return the raw (quantized) outputs.

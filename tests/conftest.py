@@ -5,3 +5,35 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_digits():
+    """A small conv/BN/pool/dense classifier trained briefly on digits, with its export ``Data``.
+
+    Returns:
+        ``(model, export.exporter.Data)``: 1400 training and 397 test images, raw 0..255 pixels.
+    """
+    from sklearn.datasets import load_digits
+
+    from cnnkeras._keras import keras, layers
+    from export.exporter import Data
+
+    keras.utils.set_random_seed(0)
+    d = load_digits()
+    x = (d.images[..., None] * 255 / 16).astype("float32")
+    y = d.target.astype("int32")
+    i = keras.Input((8, 8, 1), name="input")
+    h = layers.Rescaling(1 / 255, name="normalization")(i)
+    h = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv1")(h)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.Activation("relu", name="relu1")(h)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Flatten(name="flatten")(h)
+    m = keras.Model(i, layers.Dense(10, activation="softmax", name="predictions")(h), name="tiny")
+    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(x[:1400], y[:1400], epochs=6, verbose=0)
+    return m, Data(x[:1400], y[:1400], x[1400:], y[1400:], [str(k) for k in range(10)])

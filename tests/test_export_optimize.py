@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
-from cnnkeras._keras import keras, layers
+from cnnkeras._keras import layers
 from export import convert, optimize
-from export.exporter import Data, export_model
+from export.exporter import export_model
 from export.formats import FORMATS
 
 
 @pytest.fixture(scope="module")
-def trained():
-    d = load_digits()
-    x = (d.images[..., None] * 255 / 16).astype("float32")
-    y = d.target.astype("int32")
-    i = keras.Input((8, 8, 1), name="input")
-    h = layers.Rescaling(1 / 255, name="normalization")(i)
-    h = layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv1")(h)
-    h = layers.BatchNormalization(name="bn1")(h)
-    h = layers.Activation("relu", name="relu1")(h)
-    h = layers.MaxPooling2D(2, name="pool1")(h)
-    h = layers.Flatten(name="flatten")(h)
-    m = keras.Model(i, layers.Dense(10, activation="softmax", name="predictions")(h), name="tiny")
-    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    m.fit(x[:1400], y[:1400], epochs=6, verbose=0)
-    return m, Data(x[:1400], y[:1400], x[1400:], y[1400:], [str(k) for k in range(10)])
+def trained(tiny_digits):
+    return tiny_digits
 
 
 def _int8_ok(model, data) -> None:
