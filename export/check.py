@@ -107,7 +107,8 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
         calibration_samples: Random calibration images for int8.
 
     Returns:
-        ``{"model", "target", "ok", "issues": [{"where", "problem", "fix"}], "ops"}``.
+        ``{"model", "target", "ok", "issues": [{"where", "problem", "fix"}], "ops"}``, plus
+        ``arena_bytes`` and ``flash_bytes`` for a ``tflm`` target that runs.
 
     Raises:
         ExportError: Unknown target.
@@ -119,6 +120,7 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
     calib = convert.representative_dataset(x, calibration_samples)
     issues: list[dict] = []
     ops: list[str] = []
+    extra: dict = {}
     if target == "qat":
         issues = _qat_issues(model)
     else:
@@ -143,11 +145,13 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
 
             q = np.zeros((1, *model.input_shape[1:]), np.dtype(info["input"]["dtype"]))
             try:
-                micro.run_tflm(data, q)
+                probe = micro.run_tflm(data, q)
+                if probe["arena_used"]:
+                    extra = {"arena_bytes": micro.arena_with_margin(probe["arena_used"]), "flash_bytes": len(data)}
             except ExportError as exc:
                 issues.append(_issue("tflite-micro", str(exc)[-400:], "use ops TFLM implements (see its "
                                      "all_ops_resolver) or a smaller model"))
-    return {"model": model.name, "target": target, "ok": not issues, "issues": issues, "ops": ops}
+    return {"model": model.name, "target": target, "ok": not issues, "issues": issues, "ops": ops, **extra}
 
 
 def format_check(result: dict) -> str:
@@ -163,5 +167,8 @@ def format_check(result: dict) -> str:
     lines = [head]
     if result["ops"]:
         lines.append("ops: " + ", ".join(result["ops"]))
+    if "arena_bytes" in result:
+        lines.append(f"TFLM: tensor arena {result['arena_bytes']:,} B (RAM, measured + margin), model "
+                     f"{result['flash_bytes']:,} B (flash)")
     lines += [f"  - {i['where']}: {i['problem']}. Fix: {i['fix']}." for i in result["issues"]]
     return "\n".join(lines)

@@ -25,6 +25,12 @@ def test_check_flags_unsupported_layer_for_qat_and_tflm():
     assert check_model(m, "tflite")["ok"]
 
 
+def test_check_tflm_reports_arena_and_flash(capsys):
+    assert main(["check", "ds_cnn", "--input-shape", "32,32,1", "--target", "tflm"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "tensor arena" in out and "(flash)" in out
+
+
 def test_check_cli_zoo_model_ok(capsys):
     assert main(["check", "simple_cnn", "--input-shape", "8,8,1", "--target", "tflite-int8"]) == 0
     assert "OK" in capsys.readouterr().out
