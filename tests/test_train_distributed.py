@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "training", "train", "--data", "digits", "--model", "simple_cnn", "--model-args",
@@ -66,3 +68,21 @@ def test_multiworker_without_tf_config_is_a_user_error(tmp_path):
     proc = subprocess.run(TRAIN + ["--strategy", "multiworker", "--out", str(tmp_path / "r")], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "TF_CONFIG" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_mirrored_run_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    base = [a for a in TRAIN if a not in ("--epochs", "2")]
+    first = subprocess.run(base + ["--epochs", "1", "--strategy", "mirrored", "--devices", "2", "--out", str(out)],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
+    again = subprocess.run(base + ["--resume", str(out), "--epochs", "3"], cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "strategy mirrored (2 replicas)" in again.stderr  # the run's own strategy, from config.json
+    history = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 3
