@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import shutil
@@ -30,7 +29,9 @@ from training.config import TrainConfig
 from training.data import (load_arrays, make_eval_dataset, make_train_dataset, parse_image_size, read_run_config,
                            steps_per_epoch)
 from training.errors import DataError, TrainingError
-from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, is_complete, versions
+from training.resume import absolute_source as _absolute_source
+from training.resume import resume_config as _resume_config
+from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, versions
 
 logger = logging.getLogger(__name__)
 
@@ -254,63 +255,6 @@ def _write(run_dir: Path, fn: Any) -> None:
         why = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
         raise TrainingError(f"cannot write to {run_dir}: {why}. The run is incomplete (no {METRICS}); free space "
                             f"or choose another --out, then train again.") from None
-
-
-def _resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
-    run_dir = Path(config.resume)
-    saved = read_run_config(run_dir)
-    if not (run_dir / "checkpoints" / "state.json").is_file():
-        raise TrainingError(f"{run_dir} has no checkpoint to resume from (checkpoints/state.json): it stopped before "
-                            f"its first epoch ended. Train again instead.")
-    try:
-        state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
-        stored = dict(saved["train"])
-        stored["spec"] = saved["model"].get("spec") if saved["model"].get("source") == "spec" else None
-        stored.update(resume=str(run_dir), out=str(run_dir), overwrite=False)
-        stored["augment"] = dict(stored["augment"])
-        resumed = TrainConfig.from_dict(stored)
-        done = int(state["epoch"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # hand-edited or foreign files
-        raise TrainingError(f"cannot resume {run_dir}: its config.json or checkpoints/state.json is damaged or was "
-                            f"not written by cnnkeras train ({type(exc).__name__}: {exc}). Train again instead.") from None
-    # Options other than epochs/verbosity come from the run itself; refuse changes rather than ignore them.
-    defaults = TrainConfig()
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in ("resume", "epochs", "verbose", "out", "overwrite")
-               and getattr(config, f.name) != getattr(defaults, f.name)
-               and _normal(f.name, getattr(config, f.name)) != _normal(f.name, getattr(resumed, f.name))]
-    if changed:
-        raise TrainingError(f"--resume continues {run_dir} with its own settings; these options differ from the run's "
-                            f"and cannot change mid-run: {', '.join(changed)}. Drop them (only --epochs may change), "
-                            f"or start a new run.")
-    if config.epochs is not None and config.epochs != resumed.epochs:
-        logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
-                       config.epochs, resumed.epochs)
-        resumed.epochs = config.epochs
-    if is_complete(run_dir) and done >= resumed.epochs:
-        raise TrainingError(f"{run_dir} is already complete ({done} of {resumed.epochs} epochs). "
-                            f"Pass --epochs N (more than {done}) to train further.")
-    resumed.verbose = config.verbose
-    return resumed, run_dir
-
-
-def _normal(name: str, value: Any) -> Any:
-    """An option's value in a comparable form (relative vs absolute data paths, "16x16" vs [16, 16])."""
-    try:
-        if name == "data" and isinstance(value, str):
-            return _absolute_source(value)
-        if name == "image_size":
-            return parse_image_size(value)
-    except DataError:
-        pass
-    return value
-
-
-def _absolute_source(source: str) -> str:
-    kind, sep, arg = source.partition(":")
-    if sep and kind.lower() in ("folder", "npz") and arg:
-        return f"{kind.lower()}:{Path(arg).expanduser().resolve()}"
-    return source
 
 
 def _load_spec(config: TrainConfig) -> Any:
