@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cnnkeras._keras import keras, layers, tf
+from cnnkeras._keras import keras, layers
 from cnnkeras.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from export import convert, debug, micro, optimize, verify
 from export.errors import ExportError

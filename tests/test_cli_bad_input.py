@@ -112,6 +112,22 @@ def test_resume_refuses_changed_options_and_damaged_checkpoints(tmp_path, capsys
     assert "Traceback" not in err and err.count("is damaged or was not written by cnnkeras train") == 2
 
 
+def test_resume_cli_refuses_a_typed_option_even_at_its_default_value(tmp_path, capsys):
+    # The fake run trained with momentum 0.9 (default) and monitor val_accuracy; typing the default value of an
+    # option the run did not use is a change too, and typing the run's own value is not.
+    good = _fake_run(tmp_path / "run", epoch=1, last="last-a", best=0.5, best_epoch=0, wait=0)
+    config = json.loads((good / "config.json").read_text())
+    config["train"].update(momentum=0.5, monitor="val_loss")
+    (good / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--resume", str(good), "--momentum", "0.9", "--monitor", "val_loss", "--seed", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change mid-run: momentum" in err and "monitor" not in err.split("mid-run:")[1]
+    assert "seed" not in err.split("mid-run:")[1] and "Traceback" not in err
+    # Options left out are taken from the run: this gets past the option check to the (missing) weights.
+    assert main(["train", "--resume", str(good), "--epochs", "3"]) == 2
+    assert "checkpoint is damaged" in capsys.readouterr().err
+
+
 def test_two_class_run_completes_and_extending_it_updates_config(tmp_path):
     data = f"npz:{_tiny_npz(tmp_path / 'two.npz')}"
     run = training.train(TrainConfig(data=data, model="simple_cnn", model_args={"filters": 4, "units": 8},

@@ -30,6 +30,9 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, class_names: Sequen
                            prefix: str = "test") -> dict[str, Any]:
     """Loss, top-1, top-k, per-class precision/recall/F1 and the confusion matrix.
 
+    The loss is plain cross-entropy (no label smoothing), so runs trained with and without smoothing
+    compare; the history's ``val_loss`` is Keras' training loss, smoothing included.
+
     Args:
         probs: ``(N, classes)`` probabilities.
         y: True labels.

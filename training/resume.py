@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from training.config import TrainConfig
 from training.data import parse_image_size, read_run_config
@@ -16,11 +16,14 @@ from training.rundir import is_complete
 logger = logging.getLogger(__name__)
 
 
-def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
+def resume_config(config: TrainConfig, given: Iterable[str] | None = None) -> tuple[TrainConfig, Path]:
     """The config of the run ``config.resume`` names, with only ``epochs``/``verbose`` taken from ``config``.
 
     Args:
         config: The user's config (``resume`` set).
+        given: Names of the options the user set explicitly (the CLI knows them). ``None``: every option
+            whose value differs from TrainConfig's default counts as set (the Python API cannot tell
+            ``momentum=0.9`` from an omitted momentum).
 
     Returns:
         ``(the run's config, the run directory)``.
@@ -46,9 +49,10 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
                             f"not written by cnnkeras train ({type(exc).__name__}: {exc}). Train again instead.") from None
     # Options other than epochs/verbosity come from the run itself; refuse changes rather than ignore them.
     defaults = TrainConfig()
+    given = set(given) if given is not None else None
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in ("resume", "epochs", "verbose", "out", "overwrite")
-               and getattr(config, f.name) != getattr(defaults, f.name)
+               and (f.name in given if given is not None else getattr(config, f.name) != getattr(defaults, f.name))
                and _normal(f.name, getattr(config, f.name)) != _normal(f.name, getattr(resumed, f.name))]
     if changed:
         raise TrainingError(f"--resume continues {run_dir} with its own settings; these options differ from the run's "
