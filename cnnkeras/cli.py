@@ -63,6 +63,9 @@ def run_main(prog: str, registrars: Iterable[Registrar], argv: Sequence[str] | N
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # TF's own INFO chatter ("Assets written to ...", checkpoint sharding) needs -v
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

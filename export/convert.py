@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from cnnkeras._keras import keras, tf
 from cnnkeras.fileio import atomic_path
+from cnnkeras.native_stderr import filtered_native_stderr
 from export.errors import ExportError
 from export.formats import Format
 
@@ -167,7 +169,10 @@ def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
         ExportError: The converter refused the model (e.g. ops that need Flex).
     """
     try:
-        return bytes(conv.convert())
+        with filtered_native_stderr(), warnings.catch_warnings():
+            # Expected with int8/uint8 I/O in the TF2 converter: scales come from calibration, not user stats.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return bytes(conv.convert())
     except Exception as exc:  # ConverterError and friends: name the ops and layers, not the MLIR dump
         text = str(exc)
         ops = sorted(set(_TF_OP.findall(text)) | {o.strip() for m in _SELECT_OPS.findall(text) for o in m.split(",")})

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cnnkeras.native_stderr import filtered_native_stderr
 from export.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,10 @@ def open_litert(data: bytes, where: str = "model", num_threads: int | None = Non
     validate_tflite_bytes(data, where)
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interp = Interpreter(model_content=data, num_threads=num_threads, experimental_op_resolver_type=resolver)
-        interp.allocate_tensors()
+        with filtered_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interp = Interpreter(model_content=data, num_threads=num_threads,
+                                 experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"{where}: LiteRT cannot load this model ({exc}). The file is corrupt or truncated; "
                           "re-export it.") from exc

@@ -97,6 +97,16 @@ def test_cli_predict_prints_top_k(exported, tmp_path, capsys):
     assert len(result[0]["top"]) == 2 and 0 <= result[0]["top"][0]["score"] <= 1
 
 
+def test_cli_export_stderr_is_our_log_not_tensorflow_chatter(run_dir, tmp_path, capfd):
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "q"), "--formats", "tflite_int8",
+                 "--calibration-samples", "32"]) == 0
+    err = capfd.readouterr().err
+    assert (tmp_path / "q" / "model_int8.tflite").is_file()
+    for chatter in ("fully_quantize", "XNNPACK delegate", "Assets written", "Statistics for quantized inputs",
+                    "absl::InitializeLog"):
+        assert chatter not in err, chatter
+
+
 def test_cli_bad_run_dir_exits_2(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing")]) == 2
     assert "no such run directory" in capsys.readouterr().err

@@ -1,6 +1,10 @@
 """summarize(): hand-checked numbers, pooling border flags, the table, and the `summary` CLI."""
 
 import json
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +101,28 @@ def test_cli_bad_spec_file_exits_2(tmp_path, capsys):
     bad.write_text("name: x\ninput_shape: [8, 8, 1]\nnum_classes: 2\nlayers: [{type: conv, filters: 4\n")
     assert _cli([str(bad)]) == 2
     assert "bad.yaml:" in capsys.readouterr().err
+
+
+def test_cli_stderr_has_no_tensorflow_start_up_noise():
+    # TF's C++ start-up lines bypass TF_CPP_MIN_LOG_LEVEL; cnnkeras.native_stderr filters them.
+    env = {k: v for k, v in os.environ.items() if k not in ("CNNKERAS_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
+    done = subprocess.run([sys.executable, "-m", "cnnkeras", "summary", "lenet5", "--input-shape", "32,32,1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "61,706" in done.stdout
+    assert "absl::InitializeLog" not in done.stderr and "cuda drivers" not in done.stderr
+    assert "cuInit" not in done.stderr
+
+
+def test_start_up_filter_keeps_every_other_line(capfd, caplog):
+    from cnnkeras.native_stderr import filtered_native_stderr
+
+    with caplog.at_level(logging.DEBUG, logger="cnnkeras.native_stderr"):
+        with pytest.raises(RuntimeError, match="boom"), filtered_native_stderr():
+            os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                        b"I0000 00:00:1.0 9 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"
+                        b"fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8\n"
+                        b"E0000 real native error\n")
+            raise RuntimeError("boom")  # lines are passed on even when the block fails
+    err = capfd.readouterr().err
+    assert err.strip() == "E0000 real native error"
+    assert any("cudart_stub" in r.getMessage() for r in caplog.records)  # kept at DEBUG, not lost

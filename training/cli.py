@@ -48,11 +48,7 @@ def _json_arg(text: str | None, flag: str) -> Any:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    import logging
-
     from training.config import TrainConfig
-
-    logging.getLogger("absl").setLevel(logging.WARNING)  # per-checkpoint "sharding callback" chatter
     from training.train import train
 
     class_weight = args.class_weight
