@@ -23,7 +23,7 @@ def _export_command(args: argparse.Namespace) -> int:
                         calibration_samples=args.calibration_samples, qat_epochs=args.qat_epochs,
                         prune=args.prune, prune_2_4=args.prune_2_4, cluster=args.cluster, micro=args.micro,
                         keep_float=args.keep_float, overwrite=args.overwrite, latency_runs=args.latency_runs,
-                        int8_io=args.int8_io)
+                        int8_io=args.int8_io, fine_tune_augment=args.fine_tune_augment)
     print(table(report))
     out = Path(args.out) if args.out else Path(args.run_dir) / "export"
     print(f"\nreport: {out / 'report.md'}")
@@ -84,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training images used to calibrate int8 (default 200)")
     p.add_argument("--qat-epochs", type=int, default=2, metavar="N",
                    help="fine-tuning epochs for QAT/pruning/clustering (default 2)")
+    p.add_argument("--fine-tune-augment", action="store_true",
+                   help="fine-tune QAT/pruning/clustering with the run's augmentation (default: plain images; "
+                        "try it with many --qat-epochs)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="add tflite_pruned_int8 at this sparsity, e.g. 0.5")
     p.add_argument("--prune-2-4", action="store_true", help="2:4 structured pruning (adds tflite_pruned_int8)")
     p.add_argument("--cluster", type=int, metavar="K", help="add tflite_clustered_int8 with K clusters")

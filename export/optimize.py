@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class FineTune:
         learning_rate: Adam learning rate (small: we start from a trained model).
         label_smoothing: The training run's label smoothing, so fine-tuning keeps its calibration
             (without it QAT/pruning make the probabilities sharper than the float model's).
+        augment: The run's batch augmentation, ``augment(images, onehot_labels, seed)``
+            (:func:`training.augment.make_augmenter`), or ``None`` to fine-tune on the plain images.
+        seed: Seed of the fine-tuning stream (shuffling and augmentation).
     """
 
     x: np.ndarray
@@ -42,6 +46,8 @@ class FineTune:
     batch_size: int = 32
     learning_rate: float = 2e-4
     label_smoothing: float = 0.0
+    augment: Callable[..., Any] | None = None
+    seed: int = 0
 
 
 def _tfmot():
@@ -74,9 +80,14 @@ def _fit(model: keras.Model, ft: FineTune, logits: bool, callbacks: list | None 
     model.compile(optimizer=keras.optimizers.Adam(ft.learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=ft.label_smoothing),
                   metrics=["accuracy"])
-    y = keras.utils.to_categorical(np.asarray(ft.y), num_classes)
-    model.fit(ft.x, y, epochs=ft.epochs, batch_size=ft.batch_size, verbose=0, callbacks=callbacks or [],
-              shuffle=True)
+    # The training run's own pipeline: a seeded permutation per epoch (so an export is reproducible),
+    # plus the run's batch augmentation when asked for.
+    from training.data import make_train_dataset, steps_per_epoch
+
+    ds = make_train_dataset(ft.x, ft.y, num_classes, ft.batch_size, seed=ft.seed, epochs=ft.epochs,
+                            augment=ft.augment)
+    model.fit(ds, epochs=ft.epochs, steps_per_epoch=steps_per_epoch(len(ft.y), ft.batch_size), verbose=0,
+              callbacks=callbacks or [])
     return model
 
 

@@ -148,6 +148,11 @@ def markdown(report: dict) -> str:
             out += [f"- {a['format']}: weight sparsity {100 * a['sparsity']:.1f}%."]
         if a.get("unique_weights") is not None:
             out += [f"- {a['format']}: at most {a['unique_weights']} distinct values per kernel."]
+        ft = a.get("fine_tuning")
+        if ft:
+            out += [f"- {a['format']}: fine-tuned {ft['epochs']} epoch(s), "
+                    f"{'with' if ft['augmented'] else 'without'} the run's augmentation, label smoothing "
+                    f"{ft['label_smoothing']}."]
         if a["format"] == "micro" and a.get("status", "ok") == "ok":
             out += [f"- micro: RAM {a['ram_bytes']} B = tensor arena (measured {a['arena_used_bytes']} B + margin), "
                     f"flash {a['flash_bytes']} B (model flatbuffer), golden vectors reproduced by TFLM: {a['golden_match']} "

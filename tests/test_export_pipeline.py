@@ -107,6 +107,16 @@ def test_cli_export_stderr_is_our_log_not_tensorflow_chatter(run_dir, tmp_path, 
         assert chatter not in err, chatter
 
 
+def test_cli_fine_tune_augment_uses_the_runs_augmentation(run_dir, tmp_path):
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "aug"), "--formats", "tflite_qat_int8",
+                 "--qat-epochs", "1", "--fine-tune-augment", "--calibration-samples", "32", "--latency-runs", "1"]) == 0
+    report = json.loads((tmp_path / "aug" / "report.json").read_text())
+    qat = report["artifacts"][-1]
+    assert qat["format"] == "tflite_qat_int8" and qat["status"] == "ok" and qat["fully_integer"]
+    assert qat["fine_tuning"]["augmented"] is True and qat["fine_tuning"]["epochs"] == 1
+    assert "with the run's augmentation" in (tmp_path / "aug" / "report.md").read_text()
+
+
 def test_cli_bad_run_dir_exits_2(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
