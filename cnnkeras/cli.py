@@ -63,6 +63,8 @@ def run_main(prog: str, registrars: Iterable[Registrar], argv: Sequence[str] | N
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # TF's logger has its own stderr handler as well: drop it so each record prints once, in our format.
+    logging.getLogger("tensorflow").handlers.clear()
     if not args.verbose:  # TF's own INFO chatter ("Assets written to ...", checkpoint sharding) needs -v
         for name in ("tensorflow", "absl"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -140,6 +140,20 @@ def test_two_class_run_completes_and_extending_it_updates_config(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
     with pytest.raises(TrainingError, match=r"already complete \(2 of 2 epochs\)"):
         training.train(TrainConfig(resume=str(run), verbose=0))
+    with pytest.raises(TrainingError, match=r"--epochs 1 is below the 2 epoch\(s\)"):
+        training.train(TrainConfig(resume=str(run), epochs=1, verbose=0))
+
+
+def test_cli_resume_extension_warns_once(tmp_path, caplog):
+    data = f"npz:{_tiny_npz(tmp_path / 'two.npz')}"
+    run = tmp_path / "r"
+    assert main(["train", "--data", data, "--model", "simple_cnn", "--model-args", '{"filters": 4, "units": 8}',
+                 "--epochs", "1", "--batch-size", "8", "--out", str(run), "--no-tensorboard", "--keras-verbose", "0"]) == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run), "--epochs", "2", "--keras-verbose", "0"]) == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        "resuming with epochs=2 instead of 1: the learning-rate schedule is stretched to match") == 1
 
 
 def test_augment_preview_output_errors_folders_and_mixup_captions(tmp_path, capsys):
@@ -182,3 +196,29 @@ def test_help_lists_the_zoo_models(capsys):
     assert main(["train", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert out.count("lenet5, mobilenet_tiny, resnet8, simple_cnn") == 2
+
+
+@pytest.mark.parametrize("weights, message", [
+    ('{"bird": 5}', "class_weight key 'bird' is not a class"),
+    ('{"0": "x"}', "class_weight for class '0' must be a number >= 0"),
+    ('{"7": 1}', "class id 0..1 or a class name"),
+    ("{bad json", "--class-weight must be JSON, e.g. --class-weight '{\"0\": 2.0}'"),
+])
+def test_bad_class_weight_fails_before_training_and_writes_nothing(tmp_path, capsys, weights, message):
+    data = f"npz:{_tiny_npz(tmp_path / 'two.npz')}"
+    out = tmp_path / "run"
+    assert main(["train", "--data", data, "--epochs", "1", "--class-weight", weights, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_class_weight_by_name_or_id():
+    from training.train import _class_weights
+
+    y = np.array([0, 0, 0, 1, 2])
+    assert _class_weights({"dog": 3, "0": 2}, y, ["cat", "dog", "fox"]) == {0: 2.0, 1: 3.0, 2: 1.0}
+    # A numeric folder name means that class, not that index.
+    assert _class_weights({"1": 5}, y, ["0", "2", "1"]) == {0: 1.0, 1: 1.0, 2: 5.0}
+    balanced = _class_weights("balanced", y, ["cat", "dog", "fox"])
+    assert balanced[1] == balanced[2] > balanced[0]

@@ -44,7 +44,8 @@ def _json_arg(text: str | None, flag: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TrainingError(f"{flag} must be JSON, e.g. {flag} '{{\"dropout\": 0.3}}'. Received: {text!r} ({exc})") from None
+        example = '\'{"0": 2.0}\' (class id or name: weight)' if flag == "--class-weight" else '\'{"dropout": 0.3}\''
+        raise TrainingError(f"{flag} must be JSON, e.g. {flag} {example}. Received: {text!r} ({exc})") from None
 
 
 def _train_command(args: argparse.Namespace) -> int:
@@ -76,7 +77,7 @@ def _train_command(args: argparse.Namespace) -> int:
     if config.resume:
         from training.resume import resume_config
 
-        resume_config(config, given=given)  # refuses typed options that differ from the run's, defaults included
+        resume_config(config, given=given, announce=False)  # refuses typed options that differ from the run's, defaults included
     run_dir = train(config)
     from training.distribute import is_chief
 
@@ -133,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--step-gamma", type=float, help="step schedule: decay factor (default 0.1)")
     g.add_argument("--min-lr", type=float, help="cosine schedule: final learning rate (default 0)")
     g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--class-weight", metavar="balanced|none|JSON", help="class weights, e.g. balanced or '{\"0\": 2.0}'")
+    g.add_argument("--class-weight", metavar="balanced|none|JSON",
+                   help="class weights: balanced, or JSON by class name or id, e.g. '{\"cat\": 2.0}' (others weigh 1)")
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without improvement")
     g.add_argument("--monitor", choices=MONITORS, help="selects the best checkpoint (default val_accuracy)")
     g.add_argument("--final", choices=("best", "last"), help="weights saved as model.keras (default best)")

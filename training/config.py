@@ -49,7 +49,7 @@ class TrainConfig:
         step_gamma: For ``step``: the factor.
         min_lr: Floor of the cosine schedule.
         label_smoothing: Label smoothing for the cross-entropy loss.
-        class_weight: ``None``, ``"balanced"`` or ``{class_index: weight}``.
+        class_weight: ``None``, ``"balanced"`` or ``{class name or index: weight}`` (unlisted classes weigh 1).
         early_stopping: Patience in epochs (``None``/0: off), on ``monitor``.
         monitor: ``val_accuracy`` or ``val_loss``: selects the best checkpoint and drives early stopping.
         augment: ``"default"``, ``"none"``, a spec string (``"hflip,translate=0.1"``), a dict or an

@@ -16,7 +16,8 @@ from training.rundir import is_complete
 logger = logging.getLogger(__name__)
 
 
-def resume_config(config: TrainConfig, given: Iterable[str] | None = None) -> tuple[TrainConfig, Path]:
+def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
+                  announce: bool = True) -> tuple[TrainConfig, Path]:
     """The config of the run ``config.resume`` names, with only ``epochs``/``verbose`` taken from ``config``.
 
     Args:
@@ -24,6 +25,7 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None) -> tu
         given: Names of the options the user set explicitly (the CLI knows them). ``None``: every option
             whose value differs from TrainConfig's default counts as set (the Python API cannot tell
             ``momentum=0.9`` from an omitted momentum).
+        announce: Log the stretched schedule when ``epochs`` changes (off for a check before training).
 
     Returns:
         ``(the run's config, the run directory)``.
@@ -58,13 +60,18 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None) -> tu
         raise TrainingError(f"--resume continues {run_dir} with its own settings; these options differ from the run's "
                             f"and cannot change mid-run: {', '.join(changed)}. Drop them (only --epochs may change), "
                             f"or start a new run.")
-    if config.epochs is not None and config.epochs != resumed.epochs:
-        logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
-                       config.epochs, resumed.epochs)
+    if config.epochs is not None and config.epochs < done:
+        raise TrainingError(f"--epochs {config.epochs} is below the {done} epoch(s) {run_dir} has already run; "
+                            f"pass more than {done} to train further, or leave --epochs out to finish the run.")
+    planned = resumed.epochs
+    if config.epochs is not None:
         resumed.epochs = config.epochs
     if is_complete(run_dir) and done >= resumed.epochs:
         raise TrainingError(f"{run_dir} is already complete ({done} of {resumed.epochs} epochs). "
                             f"Pass --epochs N (more than {done}) to train further.")
+    if resumed.epochs != planned and announce:
+        logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
+                       resumed.epochs, planned)
     resumed.verbose = config.verbose
     return resumed, run_dir
 

@@ -96,6 +96,7 @@ def _train(config: TrainConfig) -> Path:
     from training.augment import make_augmenter, resolve_augment
 
     aug = resolve_augment(config.augment, info)
+    class_weight = _class_weights(config.class_weight, split.train[1], list(info.class_names))  # checked early
     if config.mixup or config.cutmix:
         aug = dataclasses.replace(aug, mixup=config.mixup or aug.mixup, cutmix=config.cutmix or aug.cutmix)
 
@@ -191,7 +192,7 @@ def _train(config: TrainConfig) -> Path:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0))
         except ImportError:
             logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    logger.info("training %s (%s params) on %s: %d epochs x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s), "
+    logger.info("training %s (%s params) on %s: %d epoch(s) x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s), "
                 "augmentation %s", model_name, f"{model.count_params():,}", info.name, config.epochs, steps,
                 config.batch_size, config.optimizer, config.lr, config.precision, config.strategy,
                 strategy.num_replicas_in_sync, "s" if strategy.num_replicas_in_sync > 1 else "",
@@ -199,8 +200,7 @@ def _train(config: TrainConfig) -> Path:
     start = time.perf_counter()
     if initial_epoch < config.epochs:
         fit_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                        validation_data=val_ds, class_weight=_class_weights(config.class_weight, split.train[1],
-                                                                           info.num_classes),
+                        validation_data=val_ds, class_weight=class_weight,
                         callbacks=callbacks, verbose=config.verbose)
     train_seconds = time.perf_counter() - start
     if state.nan_epoch is not None:
@@ -317,19 +317,33 @@ def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
     return model
 
 
-def _class_weights(option: Any, y: np.ndarray, num_classes: int) -> dict[int, float] | None:
+def _class_weights(option: Any, y: np.ndarray, class_names: list[str]) -> dict[int, float] | None:
+    """``{class id: weight}`` for ``Model.fit`` from ``None``, ``"balanced"`` or a dict keyed by class name or id
+    (a key that is a class name means that class; unlisted classes weigh 1)."""
+    num_classes = len(class_names)
     if option is None:
         return None
     if option == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
 
-        w = compute_class_weight("balanced", classes=np.arange(num_classes), y=y)
-        return {i: float(v) for i, v in enumerate(w)}
-    weights = {int(k): float(v) for k, v in option.items()}
-    bad = [k for k in weights if not 0 <= k < num_classes]
-    if bad or any(v < 0 or not math.isfinite(v) for v in weights.values()):
-        raise TrainingError(f"class_weight keys must be class ids 0..{num_classes - 1} with weights >= 0. "
-                            f"Received: {option}")
+        present = np.unique(y)
+        w = compute_class_weight("balanced", classes=present, y=y)
+        return {i: float(w[list(present).index(i)]) if i in present else 1.0 for i in range(num_classes)}
+    weights: dict[int, float] = {}
+    for key, value in option.items():
+        as_id = int(key) if str(key).isdigit() and int(key) < num_classes else None
+        as_name = class_names.index(str(key)) if str(key) in class_names else None
+        if as_id is not None and as_name is not None and as_id != as_name:
+            logger.warning("class_weight key %r names class %d (names win over ids); class id %d is %r",
+                           key, as_name, as_id, class_names[as_id])
+        cid = as_name if as_name is not None else as_id
+        if cid is None:
+            raise TrainingError(f"class_weight key {key!r} is not a class: use a class id 0..{num_classes - 1} or a "
+                                f"class name ({', '.join(class_names[:10])}{', ...' if num_classes > 10 else ''}). "
+                                f"Received: {option}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise TrainingError(f"class_weight for class {key!r} must be a number >= 0. Received: {value!r}")
+        weights[cid] = float(value)
     return {i: weights.get(i, 1.0) for i in range(num_classes)}
 
 
