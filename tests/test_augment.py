@@ -1,4 +1,5 @@
-"""training.augment: shapes, dtypes, ranges, determinism, label safety, mixup/cutmix, the preview grid."""
+"""training.augment: shapes, dtypes, ranges, determinism, label safety, mixup/cutmix, the preview grid,
+the learning-curve plot."""
 
 from __future__ import annotations
 
@@ -113,3 +114,56 @@ def test_augment_preview_writes_a_png_grid(tmp_path):
                           image_size=(16, 16))
     img = Image.open(out)
     assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
+
+
+def _grid_rows(monkeypatch):
+    """Record the row labels and title ``augment_preview`` hands to the grid plot."""
+    import training.plots
+
+    seen = {}
+    real = training.plots.plot_augment_grid
+
+    def spy(original, augmented, labels, path, title="", captions=None):
+        seen.update(labels=list(labels), title=title)
+        return real(original, augmented, labels, path, title=title, captions=captions)
+
+    monkeypatch.setattr(training.plots, "plot_augment_grid", spy)
+    return seen
+
+
+def test_augment_preview_defaults_to_one_row_per_class(tmp_path, monkeypatch, caplog):
+    from training.preview import augment_preview
+
+    seen = _grid_rows(monkeypatch)
+    augment_preview("digits", tmp_path / "d.png", variants=1)
+    assert seen["labels"] == [str(c) for c in range(10)] and "left out" not in seen["title"]
+    augment_preview("digits", tmp_path / "d3.png", samples=3, variants=1)  # an explicit count is kept...
+    assert len(seen["labels"]) == 3 and "3 of 10 classes shown" in seen["title"]  # ...and the title says so
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "many.npz", x_train=rng.integers(0, 256, (150, 8, 8, 1), dtype=np.uint8),
+             y_train=np.arange(150) % 15)
+    with caplog.at_level("WARNING", logger="training.preview"):
+        augment_preview(f"npz:{tmp_path / 'many.npz'}", tmp_path / "m.png", augment="none", variants=1)
+    assert len(seen["labels"]) == 12 and "12 of 15 classes shown" in seen["title"]
+    assert any("not shown: 12, 13, 14" in r.getMessage() and "--samples 15" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("smoothing, title", [(None, "Loss (training objective)"), (0.0, "Loss (cross-entropy)"),
+                                              (0.1, "Loss (cross-entropy, label smoothing 0.1)")])
+def test_curves_have_integer_epoch_ticks_and_an_honest_loss_title(tmp_path, monkeypatch, smoothing, title):
+    import training.plots
+
+    figs = []
+    real = training.plots._save
+    monkeypatch.setattr(training.plots, "_save", lambda fig, path: (figs.append(fig), real(fig, path))[1])
+    history = {"epoch": [0, 1, 2], "loss": [1.2, 0.8, 0.6], "val_loss": [1.1, 0.9, 0.7], "accuracy": [.5, .7, .8],
+               "val_accuracy": [.55, .68, .75], "lr": [1e-3, 5e-4, 1e-4]}
+    out = training.plots.plot_curves(history, tmp_path / "curves.png", best_epoch=2, label_smoothing=smoothing)
+    assert Image.open(out).format == "PNG"
+    axes = figs[0].axes
+    assert axes[0].get_title() == title
+    for ax in axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -180,3 +180,52 @@ def test_pipelines_batch_one_hot_and_cover_every_epoch():
     xb, yb = next(iter(make_eval_dataset(*split.test, 10, 64)))
     assert xb.dtype.name == "float32" and yb.shape == (64, 10)
     assert np.array_equal(yb.numpy().argmax(1), split.test[1][:64])  # eval order is kept
+
+
+def test_folder_split_aliases_and_ignored_folders_are_named(tmp_path, caplog):
+    root = tmp_path / "d"
+    for part, n in (("train", 4), ("validation", 2), ("testing", 3), ("extra", 1)):
+        _folder(root / part, classes=("cat", "dog"), per_class=n)
+    with caplog.at_level("WARNING", logger="training.images"):
+        split, info = load_arrays(f"folder:{root}")
+    assert info.counts == {"train": [4, 4], "val": [2, 2], "test": [3, 3]}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "extra/" in warned[0] and "validation/" in warned[0] and "valid" in warned[0]
+    _folder(root / "val", classes=("cat", "dog"), per_class=1)  # val/ beside validation/: which one?
+    with pytest.raises(DataError, match="2 folders for the val split: val/, validation/"):
+        load_arrays(f"folder:{root}")
+
+
+def test_folder_split_names_without_train_are_read_as_classes_with_a_warning(tmp_path, caplog):
+    root = _folder(tmp_path / "d", classes=("valid", "invalid"), per_class=4)
+    with caplog.at_level("WARNING", logger="training.images"):
+        _, info = load_arrays(f"folder:{root}", val_fraction=0.25, test_fraction=0.25)
+    assert info.class_names == ["invalid", "valid"]
+    assert any("no train/ folder" in r.getMessage() and "valid/" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("splits", [False, True])
+def test_folder_loose_and_unsupported_files_are_reported_once(tmp_path, caplog, splits):
+    root = tmp_path / "d"
+    classes_at = root / "train" if splits else root
+    _folder(classes_at, classes=("a", "b"), per_class=4)
+    _png(root / "loose.png")
+    (classes_at / "a" / "y.webp").write_bytes(b"RIFF")
+    (classes_at / "b" / "notes.txt").write_text("x")
+    (classes_at / "b" / ".DS_Store").write_bytes(b"")  # hidden files are not reported
+    with caplog.at_level("WARNING", logger="training.images"):
+        split, info = load_arrays(f"folder:{root}", val_fraction=0.25, test_fraction=0.25)
+    assert sum(len(s[1]) for s in (split.train, split.val, split.test)) == 8
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1, warned
+    msg = warned[0]
+    assert "ignored 3 file(s)" in msg and "loose.png" in msg and "y.webp" in msg and "notes.txt" in msg
+    assert ".png, .jpg" in msg and "outside any class folder" in msg and ".DS_Store" not in msg
+
+
+def test_folder_class_with_only_unsupported_files_names_them(tmp_path):
+    root = _folder(tmp_path / "d", classes=("a", "b"), per_class=3)
+    (root / "c").mkdir()
+    (root / "c" / "x.webp").write_bytes(b"RIFF")
+    with pytest.raises(DataError, match=r"no images under .*: c \(found only unsupported files, e.g. x.webp\)"):
+        load_arrays(f"folder:{root}")

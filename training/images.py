@@ -11,7 +11,7 @@ import io
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -75,27 +75,46 @@ class FolderData:
 
     class_names: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]]  # "train" and optionally "val", "test"
-    skipped: list[str]
+    skipped: list[str]  # undecodable files skipped with skip_bad_images
+    ignored: list[str] = field(default_factory=list)  # files that are not images in a class folder
+
+
+# Top-level folder names read as splits (compared case-insensitively); the first name is the canonical one.
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation", "valid"), "test": ("test", "testing")}
+_SPLIT_OF = {alias: split for split, aliases in SPLIT_NAMES.items() for alias in aliases}
+
+
+def _hidden(p: Path) -> bool:
+    return p.name.startswith(".")
 
 
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+def _loose_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_file() and not _hidden(p))
 
 
-def _list_split(root: Path, class_names: list[str] | None) -> dict[str, list[Path]]:
+def _image_files(folder: Path, ignored: list[Path]) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p))
+    ignored.extend(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _list_split(root: Path, class_names: list[str] | None, ignored: list[Path]) -> dict[str, list[Path]]:
     classes = _class_dirs(root)
     if not classes:
         raise DataError(f"{root} has no class sub-folders. Expected one sub-folder per class "
                         f"({root}/cat/*.png, {root}/dog/*.png, ...) or train/ [val/] [test/] folders holding them.")
-    files = {c.name: _image_files(c) for c in classes}
+    ignored.extend(_loose_files(root))
+    files = {c.name: _image_files(c, ignored) for c in classes}
     empty = [name for name, fs in files.items() if not fs]
     if empty:
-        raise DataError(f"class folder(s) with no images under {root}: {', '.join(empty)}. Add images "
+        others = [p for p in ignored if any(root / name in p.parents for name in empty)]
+        found = (f" (found only unsupported files, e.g. {', '.join(p.name for p in others[:3])})"
+                 if others else "")
+        raise DataError(f"class folder(s) with no images under {root}: {', '.join(empty)}{found}. Add images "
                         f"({', '.join(IMAGE_SUFFIXES)}) or remove the folder(s).")
     if class_names is not None:
         unknown = sorted(set(files) - set(class_names))
@@ -105,9 +124,55 @@ def _list_split(root: Path, class_names: list[str] | None) -> dict[str, list[Pat
     return files
 
 
+def _split_folders(root: Path) -> dict[str, Path]:
+    """Map ``train``/``val``/``test`` to the top-level folders that hold them (aliases accepted)."""
+    found: dict[str, list[Path]] = {}
+    for d in _class_dirs(root):
+        if d.name.lower() in _SPLIT_OF:
+            found.setdefault(_SPLIT_OF[d.name.lower()], []).append(d)
+    if "train" not in found:
+        if found:
+            named = ", ".join(f"{d.name}/" for ds in found.values() for d in ds)
+            logger.warning("%s has no train/ folder, so %s is read as a class folder, not a split. If it holds "
+                           "a split, put the training images in %s/train/<class>/.", root, named, root)
+        return {}
+    for split, dirs in found.items():
+        if len(dirs) > 1:
+            raise DataError(f"{root} has {len(dirs)} folders for the {split} split: "
+                            f"{', '.join(d.name + '/' for d in dirs)}. Keep one (merge or remove the others).")
+    return {split: dirs[0] for split, dirs in found.items()}
+
+
+def _warn_ignored(root: Path, ignored: list[Path], split_dirs: dict[str, Path]) -> None:
+    """One warning for every file that is not read: where it is, how many, and what would be read."""
+    if not ignored:
+        return
+    outside = {root, *split_dirs.values()}
+    loose = [p for p in ignored if p.parent in outside]
+    other = [p for p in ignored if p.parent not in outside]
+
+    def show(paths: list[Path]) -> str:
+        rel = [str(p.relative_to(root)) for p in paths[:5]]
+        return ", ".join(rel) + (f", ... ({len(paths) - 5} more)" if len(paths) > 5 else "")
+
+    parts = []
+    if other:
+        parts.append(f"{len(other)} file(s) with an unsupported extension ({show(other)}); supported: "
+                     f"{', '.join(IMAGE_SUFFIXES)}")
+    if loose:
+        parts.append(f"{len(loose)} file(s) outside any class folder ({show(loose)}); images are read only "
+                     f"from class sub-folders ({split_dirs.get('train', root)}/<class>/)")
+    logger.warning("ignored %d file(s) under %s: %s. Convert or move the images among them to use them.", len(ignored), root,
+                   "; ".join(parts))
+
+
 def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, channels: int | None,
                 skip_bad_images: bool = False) -> FolderData:
     """Read a folder of class sub-folders (or ``train/``, ``val/``, ``test/`` sub-folders holding them).
+
+    ``training/``, ``validation/``, ``valid/`` and ``testing/`` are accepted as split folder names too.
+    Other top-level folders beside the split folders, files outside class folders and files with an
+    unsupported extension are not read; one warning lists them.
 
     Args:
         root: The dataset folder.
@@ -120,22 +185,31 @@ def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, ch
         The decoded images as ``uint8`` NHWC arrays with ``int32`` labels, per split.
 
     Raises:
-        DataError: Missing/empty folders, classes without images, corrupt files, or mixed sizes/modes
-            without ``image_size``/``channels``.
+        DataError: Missing/empty folders, classes without images, corrupt files, two folders for one
+            split, or mixed sizes/modes without ``image_size``/``channels``.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}. Use folder:PATH with one sub-folder per class.")
-    sub = {p.name for p in _class_dirs(root)}
-    if "train" in sub:
-        split_files = {"train": _list_split(root / "train", None)}
+    ignored: list[Path] = []
+    split_dirs = _split_folders(root)
+    if split_dirs:
+        extra = [d.name + "/" for d in _class_dirs(root) if d not in split_dirs.values()]
+        if extra:
+            logger.warning("ignored folder(s) %s under %s: with split folders present only %s are read (split "
+                           "folder names: %s). Rename or move them to use them.", ", ".join(extra), root,
+                           ", ".join(d.name + "/" for d in split_dirs.values()),
+                           ", ".join(" or ".join(a) for a in SPLIT_NAMES.values()))
+        ignored.extend(_loose_files(root))
+        split_files = {"train": _list_split(split_dirs["train"], None, ignored)}
         names = sorted(split_files["train"])
         for split in ("val", "test"):
-            if split in sub:
-                split_files[split] = _list_split(root / split, names)
+            if split in split_dirs:
+                split_files[split] = _list_split(split_dirs[split], names, ignored)
     else:
-        split_files = {"train": _list_split(root, None)}
+        split_files = {"train": _list_split(root, None, ignored)}
         names = sorted(split_files["train"])
+    _warn_ignored(root, ignored, split_dirs)
     if len(names) < 2:
         raise DataError(f"{root} has only one class ({names[0]}); a classifier needs at least two class folders.")
 
@@ -176,13 +250,14 @@ def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, ch
     splits = {}
     for split, items in decoded.items():
         if not items:
-            raise DataError(f"no usable images left in {root / split if split != 'train' or len(decoded) > 1 else root}.")
+            raise DataError(f"no usable images left in {split_dirs.get(split, root)}.")
         x = np.stack([_convert(img, image_size, channels) for img, _, _ in items])
         y = np.array([label for _, label, _ in items], dtype=np.int32)
         splits[split] = (x, y)
     logger.info("read %s: %s, %d classes, %dx%dx%d", root,
                 ", ".join(f"{k} {len(v[1])}" for k, v in splits.items()), len(names), *image_size, channels)
-    return FolderData(class_names=names, splits=splits, skipped=bad)
+    return FolderData(class_names=names, splits=splits, skipped=bad,
+                      ignored=[str(p) for p in ignored])
 
 
 def _convert(img: Image.Image, image_size: Sequence[int] | None, channels: int) -> np.ndarray:

@@ -26,20 +26,41 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None) -> Path:
-    """Plot loss, accuracy and learning rate per epoch.
+def loss_title(label_smoothing: float | None = None) -> str:
+    """Title of the loss panel: the logged ``loss`` is the training objective, not plain cross-entropy.
+
+    Args:
+        label_smoothing: The run's label smoothing; ``None`` when unknown.
+
+    Returns:
+        ``"Loss (training objective)"`` when unknown, else cross-entropy with the label smoothing named.
+    """
+    if label_smoothing:
+        return f"Loss (cross-entropy, label smoothing {label_smoothing:g})"
+    if label_smoothing is None:
+        return "Loss (training objective)"
+    return "Loss (cross-entropy)"
+
+
+def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
+                label_smoothing: float | None = None) -> Path:
+    """Plot loss, accuracy and learning rate per epoch (integer epoch ticks).
 
     Args:
         history: Columns of ``history.csv`` (``epoch``, ``loss``, ``val_loss``, ``accuracy``, ...).
         path: Output PNG.
         best_epoch: 0-based epoch of the best checkpoint, marked on the curves.
+        label_smoothing: The run's label smoothing, named in the loss panel's title (the logged loss
+            includes it, so it is not the plain cross-entropy that ``test_loss`` reports).
 
     Returns:
         The PNG path.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.asarray(history.get("epoch", range(len(history.get("loss", [])))), dtype=float) + 1
-    panels = [("loss", "Loss (cross-entropy)"), ("accuracy", "Top-1 accuracy")]
+    panels = [("loss", loss_title(label_smoothing)), ("accuracy", "Top-1 accuracy")]
     has_lr = "lr" in history and len(history["lr"])
     fig, axes = plt.subplots(1, 3 if has_lr else 2, figsize=(13 if has_lr else 9.5, 3.6))
     for ax, (key, title) in zip(axes, panels):
@@ -59,6 +80,8 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
         axes[2].set_xlabel("epoch")
         axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
+# With ``samples=None`` the grid has one row per class, at least MIN_ROWS and at most MAX_ROWS.
+MIN_ROWS, MAX_ROWS = 8, 12
+
 
 def augment_preview(source: str, out: str | Path = "augment_preview.png", *, augment: Any = "default",
-                    mixup: float = 0.0, cutmix: float = 0.0, samples: int = 8, variants: int = 6, seed: int = 0,
+                    mixup: float = 0.0, cutmix: float = 0.0, samples: int | None = None, variants: int = 6, seed: int = 0,
                     **load_kwargs: Any) -> Path:
     """Write a grid: one row per training sample (one per class first), original then augmented versions.
 
@@ -19,7 +25,8 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
         augment: Augmentation request (see :func:`training.augment.resolve_augment`).
         mixup: Mixup alpha added to ``augment``.
         cutmix: CutMix alpha added to ``augment``.
-        samples: Rows.
+        samples: Rows; ``None`` means one per class (at least 8 rows, at most 12). When classes are
+            left out, the figure title says so (and a warning, when ``samples`` is ``None``).
         variants: Augmented columns per row.
         seed: Seed for the split and the augmentation draws.
         **load_kwargs: Other :func:`training.load_arrays` arguments.
@@ -37,7 +44,7 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
 
     from training.errors import TrainingError
 
-    if samples < 1 or variants < 1:
+    if (samples is not None and samples < 1) or variants < 1:
         raise DataError(f"samples and variants must be >= 1. Received: samples={samples}, variants={variants}")
     out = Path(out)
     if out.is_dir():  # a folder: write the default file name into it
@@ -53,9 +60,20 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
         cfg = dataclasses.replace(cfg, mixup=mixup or cfg.mixup, cutmix=cutmix or cfg.cutmix)
     x, y = split.train
     # One sample per class first, so every class shows up in the grid.
-    order = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]
-    order += [i for i in range(len(y)) if i not in set(order)]
+    firsts = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]
+    auto = samples is None
+    if auto:
+        samples = min(max(len(firsts), MIN_ROWS), MAX_ROWS)
+    taken = set(firsts)
+    order = firsts + [i for i in range(len(y)) if i not in taken]
     idx = order[:samples]
+    shown = {int(c) for c in y[idx]}
+    left_out = [info.class_names[c] for c in range(info.num_classes) if c not in shown]
+    if left_out:
+        listed = ", ".join(map(str, left_out[:10])) + (f", ... ({len(left_out) - 10} more)" if len(left_out) > 10 else "")
+        log = logger.warning if auto else logger.info
+        log("augment preview shows %d of %d classes (%d rows); not shown: %s. Pass --samples %d to "
+            "show every class.", len(shown), info.num_classes, samples, listed, info.num_classes)
     images = x[idx].astype(np.float32)
     onehot = np.eye(info.num_classes, dtype=np.float32)[y[idx]]
     fn = make_augmenter(cfg, info)
@@ -65,9 +83,12 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
     if cfg.mixup or cfg.cutmix:  # mixed images carry soft labels: show them under each cell
         captions = [[_soft_label(row, info.class_names) for row in r[1].numpy()] for r in results]
     on = ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items() if v and k != "fill_mode") or "none"
+    title = f"{info.name}: {on}"
+    if left_out:
+        title += f"\n{len(shown)} of {info.num_classes} classes shown ({len(left_out)} left out; --samples {info.num_classes} shows all)"
     try:
         return plot_augment_grid(images, batches, [info.class_names[int(c)] for c in y[idx]], out,
-                                 title=f"{info.name}: {on}", captions=captions)
+                                 title=title, captions=captions)
     except OSError as exc:
         raise TrainingError(f"cannot write {out}: {exc.strerror or exc}. Choose a writable --out.") from None
 
