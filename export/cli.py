@@ -33,22 +33,25 @@ def _export_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_command(args: argparse.Namespace) -> int:
-    import numpy as np
+def _positive_int(text: str) -> int:
+    """argparse type for ``--top-k``: an integer of at least 1 (else a usage error, exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the number of classes shown per image). "
+                                         f"Received: {value}")
+    return value
 
+
+def _predict_command(args: argparse.Namespace) -> int:
+    from export.predict import load_images, rank
     from export.runtime import load_predictor
-    from training import decode_image
 
     predictor = load_predictor(args.artifact)
-    h, w, c = predictor.input_shape
-    images = np.stack([decode_image(p, (h, w), c) for p in args.images]).astype(np.float32)
-    probs = predictor.predict(images)
-    names = predictor.class_names or [str(i) for i in range(probs.shape[-1])]
-    results = []
-    for path, row in zip(args.images, probs):
-        top = np.argsort(row)[::-1][:args.top_k]
-        results.append({"image": str(path), "top": [{"class": names[i], "score": round(float(row[i]), 6)}
-                                                    for i in top]})
+    probs = predictor.predict(load_images(args.images, predictor.input_shape))
+    results = rank(args.images, probs, predictor.class_names, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -104,7 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="top-k classes of images with any exported artifact")
     p.add_argument("artifact", metavar="ARTIFACT", help=".keras, .tflite, SavedModel folder or micro folder")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                   help="classes shown per image, best first (default 3; at most the number of classes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_predict_command)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnkeras.native_stderr import filtered_native_stderr
 from export.errors import ExportError
+from export.predict import read_class_names
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Predictor:
         kind: ``keras``, ``saved_model``, ``tflite`` or ``micro``.
         path: The artifact.
         input_shape: ``(H, W, C)``.
-        class_names: From ``metadata.json`` when present, else ``None``.
+        class_names: From ``metadata.json`` or a ``labels.txt`` beside the artifact, else ``None``.
     """
 
     kind = "base"
@@ -135,7 +136,7 @@ class Predictor:
         self.path = Path(path)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.metadata = metadata or {}
-        self.class_names: list[str] | None = self.metadata.get("class_names")
+        self.class_names: list[str] | None = read_class_names(self.path, self.metadata)
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
