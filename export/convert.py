@@ -7,6 +7,7 @@ with any float tensor left is refused with the list of offending tensors and ops
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -69,6 +70,11 @@ def save_saved_model(model: keras.Model, path: str | Path) -> Path:
 def representative_dataset(x: np.ndarray, samples: int) -> Callable[[], Iterator[list[np.ndarray]]]:
     """Build the converter's calibration generator from raw training images.
 
+    The converter sets the input tensor's scale from the smallest and largest calibration pixel. So that
+    raw pixels map 1:1 onto the quantized input (scale 1.0: 0..255 -> -128..127 for int8, 0..255 for
+    uint8) whatever the data's own range, one pixel of the first image is set to 0 and one to 255 when
+    the images do not already reach both ends. A camera byte of 255 is then not clipped on the device.
+
     Args:
         x: Training images, NHWC on the 0..255 scale.
         samples: How many images to use (the first ``samples`` of ``x``).
@@ -76,7 +82,11 @@ def representative_dataset(x: np.ndarray, samples: int) -> Callable[[], Iterator
     Returns:
         A zero-argument generator function yielding ``[image_batch_of_1]``.
     """
-    calib = np.asarray(x[:samples], dtype=np.float32)
+    calib = np.array(x[:samples], dtype=np.float32)  # a copy: the range pins below must not touch x
+    if calib.size and (calib.min() > 0 or calib.max() < 255):
+        first = calib[0].reshape(-1, calib.shape[-1])  # a view: (pixels, channels)
+        first[0, :] = 0.0
+        first[-1, :] = 255.0
 
     def gen() -> Iterator[list[np.ndarray]]:
         for i in range(len(calib)):
@@ -155,6 +165,17 @@ def configure(conv: "tf.lite.TFLiteConverter", quantization: str,
         raise ExportError(f"unknown quantization {quantization!r}")
 
 
+@contextlib.contextmanager
+def quiet_tflite() -> Iterator[None]:
+    """Silence the converter's and the debugger's known chatter (native lines and expected warnings)."""
+    with filtered_native_stderr(), warnings.catch_warnings():
+        # Expected with int8/uint8 I/O in the TF2 converter: scales come from calibration, not user stats.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        # QuantizationDebugger runs tf.lite.Interpreter internally (our own code uses ai_edge_litert).
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        yield
+
+
 def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
     """Run a configured converter and turn converter failures into a clear error.
 
@@ -169,9 +190,7 @@ def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
         ExportError: The converter refused the model (e.g. ops that need Flex).
     """
     try:
-        with filtered_native_stderr(), warnings.catch_warnings():
-            # Expected with int8/uint8 I/O in the TF2 converter: scales come from calibration, not user stats.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        with quiet_tflite():
             return bytes(conv.convert())
     except Exception as exc:  # ConverterError and friends: name the ops and layers, not the MLIR dump
         text = str(exc)

@@ -54,10 +54,11 @@ def rank_layers(model: keras.Model, calibration: Calibration, top: int = 5) -> l
     Returns:
         ``[{"layer", "op", "tensor", "rmse_over_scale", "max_abs_error", "scale"}, ...]``.
     """
-    debugger = _debugger(model, calibration)
-    debugger.run()
     buf = io.StringIO()
-    debugger.layer_statistics_dump(buf)
+    with convert.quiet_tflite():
+        debugger = _debugger(model, calibration)
+        debugger.run()
+        debugger.layer_statistics_dump(buf)
     names = [layer.name for layer in model.layers]
     rows = []
     for row in csv.DictReader(io.StringIO(buf.getvalue())):
@@ -86,10 +87,11 @@ def selective_int8(model: keras.Model, calibration: Calibration, keep_float: lis
     Raises:
         ExportError: A name matches no quantized op of the converted graph.
     """
-    probe = _debugger(model, calibration)
     buf = io.StringIO()
-    probe.run()
-    probe.layer_statistics_dump(buf)
+    with convert.quiet_tflite():
+        probe = _debugger(model, calibration)
+        probe.run()
+        probe.layer_statistics_dump(buf)
     tensors = [row["tensor_name"] for row in csv.DictReader(io.StringIO(buf.getvalue()))]
     missing = [name for name in keep_float if not any(_layer_of(t, [name]) for t in tensors)]
     if missing:
@@ -99,7 +101,8 @@ def selective_int8(model: keras.Model, calibration: Calibration, keep_float: lis
     deny = [t for t in tensors if _layer_of(t, keep_float)]
     log.info("keeping %d tensor(s) in float for layers %s", len(deny), keep_float)
     try:
-        return bytes(_debugger(model, calibration, deny).get_nondebug_quantized_model())
+        with convert.quiet_tflite():
+            return bytes(_debugger(model, calibration, deny).get_nondebug_quantized_model())
     except Exception as exc:
         raise ExportError(f"--keep-float {' '.join(keep_float)}: selective quantization failed: {str(exc)[:400]}") \
             from exc

@@ -145,3 +145,15 @@ def test_logits_model_exports_probabilities(trained, tmp_path):
         assert np.allclose(probs.sum(-1), 1, atol=0.02), artifact
         assert np.abs(probs - expected).max() < 0.1, artifact
     assert "Softmax layer was appended" in (tmp_path / "lg" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("io_dtype, zero_point", [("int8", -128), ("uint8", 0)])
+def test_quantized_input_maps_raw_pixels_one_to_one_whatever_the_data_range(tiny_digits, io_dtype, zero_point):
+    # Calibration images that never reach 0 or 255 would give the input a scale below 1.0 (a camera byte
+    # of 255 clipped); the calibration set is pinned to the full 0..255 range instead.
+    model, data = tiny_digits
+    dim = data.x_train * (200 / 255) + 20  # pixels 20..220
+    calibration = convert.representative_dataset(dim, 50)
+    info = convert.graph_info(convert.to_tflite(model, FORMATS["tflite_int8"], calibration, io_dtype))
+    assert info["input"]["scale"] == pytest.approx(1.0) and info["input"]["zero_point"] == zero_point
+    assert dim.min() == pytest.approx(20)  # the caller's images are not modified
