@@ -44,11 +44,16 @@ class Data:
 def _check_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: no such run directory. Train first: cnnkeras train --data digits --out {run_dir}")
-    if not (run_dir / "model.keras").is_file():
-        raise ExportError(f"{run_dir}: not a run directory (no model.keras). Pass the folder `cnnkeras train` wrote.")
-    if not (run_dir / "metrics.json").is_file():
-        raise ExportError(f"{run_dir}: incomplete run (no metrics.json: training did not finish). Re-run or resume "
-                          "the training.")
+    interrupted = (run_dir / "config.json").is_file() and (run_dir / "checkpoints").is_dir()
+    if not (run_dir / "model.keras").is_file() or not (run_dir / "metrics.json").is_file():
+        if interrupted:
+            raise ExportError(f"{run_dir}: the training run did not finish (no model.keras/metrics.json yet). "
+                              f"Finish it first: cnnkeras train --resume {run_dir}")
+        if not (run_dir / "model.keras").is_file():
+            raise ExportError(f"{run_dir}: not a run directory (no model.keras). Pass the folder `cnnkeras train` "
+                              "wrote.")
+        raise ExportError(f"{run_dir}: incomplete run (no metrics.json: training did not finish). Re-run the "
+                          "training.")
 
 
 def export_run(run_dir: str | Path, *, formats: Sequence[str] | None = None, out: str | Path | None = None,

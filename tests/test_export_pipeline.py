@@ -124,6 +124,11 @@ def test_cli_bad_run_dir_exits_2(tmp_path, capsys):
     (tmp_path / "half" / "model.keras").write_bytes(b"x")
     assert main(["export", str(tmp_path / "half")]) == 2
     assert "incomplete run" in capsys.readouterr().err
+    # An interrupted training run (config + checkpoints, no final model) is told how to finish.
+    (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "cut" / "config.json").write_text("{}")
+    assert main(["export", str(tmp_path / "cut")]) == 2
+    assert f"cnnkeras train --resume {tmp_path / 'cut'}" in capsys.readouterr().err
 
 
 def test_saved_model_signature_for_saved_model_cli(exported):

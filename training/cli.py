@@ -164,7 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Write a PNG grid: each row a training sample, then augmented versions.")
     _data_args(q)
     q.add_argument("--out", default="augment_preview.png", metavar="PNG", help="output file")
-    q.add_argument("--samples", type=int, default=8, help="rows (one per class first)")
+    q.add_argument("--samples", type=int, help="rows (default: one per class, 8 to 12)")
     q.add_argument("--variants", type=int, default=6, help="augmented versions per sample")
     q.set_defaults(func=_preview_command)
 

@@ -235,7 +235,7 @@ def _train(config: TrainConfig) -> Path:
     def finish() -> None:
         with atomic_path(run_dir / MODEL) as tmp:
             final.save(tmp)
-        plot_curves(history, run_dir / "curves.png", state.best_epoch)
+        plot_curves(history, run_dir / "curves.png", state.best_epoch, label_smoothing=config.label_smoothing)
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), info.class_names,
                               run_dir / "confusion_matrix.png")
         atomic_write_json(run_dir / METRICS, metrics)  # last: marks the run complete
