@@ -7,14 +7,16 @@ aspect ratio, colour to grey, grey to RGB, dropped alpha) is logged once per dis
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from export.errors import ExportError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +57,13 @@ def read_class_names(artifact: str | Path, metadata: dict | None = None) -> list
     return None
 
 
-def _source_shape(path: Path, data: bytes) -> tuple[tuple[int, int, int], str]:
-    """Fully decode ``data`` once (so corrupt files fail here, with predict's message).
-
-    Returns:
-        ``((height, width, channels), mode)`` of the image as stored, after EXIF orientation.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.seek(0)  # first frame of an animated GIF, as decode_image does
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = "unknown image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
-        raise ExportError(f"{path}: cannot decode this image ({reason}). The file is corrupt, truncated or not an "
-                          "image; pass PNG, JPEG, BMP or GIF files.") from None
+def _source_shape(img: "Image.Image") -> tuple[int, int, int]:
+    """``(height, width, channels)`` of an image as stored, after EXIF orientation (channels 2/4 with alpha)."""
     w, h = img.size
     if img.getexif().get(_EXIF_ORIENTATION) in _SWAPPING_ORIENTATIONS:
         w, h = h, w
     bands = img.getbands()
-    channels = (1 if img.mode in _GREY_MODES else 3) + (1 if "A" in bands or "a" in bands else 0)
-    return (h, w, channels), img.mode
+    return h, w, (1 if img.mode in _GREY_MODES else 3) + (1 if "A" in bands or "a" in bands else 0)
 
 
 def describe_conversion(src: Sequence[int], mode: str, dst: Sequence[int]) -> str | None:
@@ -122,7 +109,8 @@ def load_images(paths: Sequence[str | Path], input_shape: Sequence[int]) -> np.n
     Raises:
         ExportError: A file is missing, unreadable or not an image, or the model's input is not an image.
     """
-    from training import decode_image
+    from training.errors import DataError
+    from training.images import decode_image, open_image
 
     h, w, c = (int(s) for s in input_shape)
     if c not in (1, 3):
@@ -138,11 +126,14 @@ def load_images(paths: Sequence[str | Path], input_shape: Sequence[int]) -> np.n
         except OSError as exc:
             what = "a folder, not an image file" if p.is_dir() else f"unreadable ({exc.strerror or exc})"
             raise ExportError(f"{p}: {what}; pass image files (PNG, JPEG, BMP or GIF).") from None
-        src, mode = _source_shape(p, data)
-        note = describe_conversion(src, mode, (h, w, c))
+        try:
+            img = open_image(data, where=str(p), fix="pass PNG, JPEG, BMP or GIF files")
+        except DataError as exc:
+            raise ExportError(str(exc)) from None
+        note = describe_conversion(_source_shape(img), img.mode, (h, w, c))
         if note:
             conversions.setdefault(note, []).append(p.name)
-        images.append(decode_image(data, (h, w), c))
+        images.append(decode_image(img, (h, w), c))
     for note, names in conversions.items():
         more = f" (and {len(names) - 1} more image{'s' if len(names) > 2 else ''})" if len(names) > 1 else ""
         log.info("%s%s: %s", names[0], more, note)

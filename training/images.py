@@ -26,9 +26,23 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-def _open(path_or_bytes: str | os.PathLike | bytes) -> Image.Image:
-    """Open and fully decode an image (truncated files fail here, not later)."""
-    where = "<bytes>" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+def open_image(path_or_bytes: str | os.PathLike | bytes, where: str | None = None,
+               fix: str = "fix or remove it (or pass --skip-bad-images)") -> Image.Image:
+    """Open and fully decode an image (truncated files fail here, not later).
+
+    Args:
+        path_or_bytes: A file path or the encoded bytes.
+        where: The name used in messages (default: the path, or ``<bytes>``).
+        fix: The advice after "not an image; " (``cnnkeras predict`` has no --skip-bad-images).
+
+    Returns:
+        The decoded PIL image (first frame of an animation; EXIF orientation not yet applied).
+
+    Raises:
+        DataError: The file is missing, corrupt, truncated or not an image.
+    """
+    if where is None:
+        where = "<bytes>" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
     try:
         src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
         img = Image.open(src)
@@ -37,8 +51,9 @@ def _open(path_or_bytes: str | os.PathLike | bytes) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"image not found: {where}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot decode image {where}: {exc}. The file is corrupt, truncated or not an "
-                        f"image; fix or remove it (or pass --skip-bad-images).") from None
+        reason = "unknown image format" if isinstance(exc, UnidentifiedImageError) else exc
+        raise DataError(f"{where}: cannot decode this image ({reason}). The file is corrupt, truncated or not "
+                        f"an image; {fix}.") from None
     return img
 
 
@@ -51,12 +66,13 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     raise DataError(f"channels must be 1 (grey) or 3 (RGB). Received: channels={channels}")
 
 
-def decode_image(path_or_bytes: str | os.PathLike | bytes, image_size: Sequence[int] | None,
+def decode_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, image_size: Sequence[int] | None,
                  channels: int) -> np.ndarray:
     """Decode an image file and convert it to the model's input format.
 
     Args:
-        path_or_bytes: A file path or the encoded bytes (PNG, JPEG, BMP, GIF).
+        path_or_bytes: A file path, the encoded bytes (PNG, JPEG, BMP, GIF), or an image from
+            :func:`open_image`.
         image_size: Target ``(height, width)``; ``None`` keeps the image's own size.
         channels: 1 (grey, ITU-R 601 luma) or 3 (RGB; alpha is dropped).
 
@@ -66,7 +82,8 @@ def decode_image(path_or_bytes: str | os.PathLike | bytes, image_size: Sequence[
     Raises:
         DataError: The file is missing, corrupt or truncated, or the arguments are invalid.
     """
-    return _convert(_open(path_or_bytes), image_size, channels)
+    img = path_or_bytes if isinstance(path_or_bytes, Image.Image) else open_image(path_or_bytes)
+    return _convert(img, image_size, channels)
 
 
 @dataclass
@@ -221,7 +238,7 @@ def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, ch
         for label, name in enumerate(names):
             for path in per_class.get(name, []):
                 try:
-                    decoded[split].append((_open(path), label, path))
+                    decoded[split].append((open_image(path), label, path))
                 except DataError as exc:
                     bad.append(f"{path} ({str(exc).split(': ', 1)[-1].split('. The file')[0]})")
     if bad and not skip_bad_images:
