@@ -43,7 +43,7 @@ def test_short_digits_run_reaches_95_percent_and_writes_a_complete_run(digits_ru
     config = json.loads((digits_run / "config.json").read_text())
     load_kwargs = set(inspect.signature(load_arrays).parameters) - {"source"}
     assert set(config["data"]) == load_kwargs | {"source"}
-    assert config["model"]["name"] == "simple_cnn" and config["model"]["spec"]["input_shape"] == [8, 8, 1]
+    assert config["model"]["name"] == "lean_cnn" and config["model"]["spec"]["input_shape"] == [8, 8, 1]
     assert config["train"]["epochs"] == 12 and "tensorflow" in config["versions"]
     assert config["train"]["augment"]["hflip"] is False  # digits: no flips
     assert len((digits_run / "history.csv").read_text().strip().splitlines()) == 13

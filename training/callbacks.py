@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkeras._keras import keras
-from cnnkeras.fileio import atomic_path, atomic_write_json
+from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,46 @@ class EpochState(keras.callbacks.Callback):
             final_model.load_weights(str(best))  # outside any strategy: distributed variables can't load h5
         else:
             final_model.set_weights(self.train_model.get_weights())
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """``history.csv`` with 1-based epoch numbers, as in the logs, ``metrics.json`` and ``curves.png``."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
+
+
+def truncate_history(path: Path, epochs_done: int) -> None:
+    """Drop ``history.csv`` rows of epochs that will be trained again (an interruption after the log line).
+
+    Args:
+        path: ``history.csv``.
+        epochs_done: Epochs the checkpoint holds (rows 1..epochs_done stay).
+    """
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
+                        and int(ln.split(",", 1)[0]) <= epochs_done]
+    atomic_write_text(path, "".join(keep))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Columns of ``history.csv`` as floats (non-numeric cells skipped; missing file: empty)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                cols.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                pass
+    return cols
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -1,57 +1,45 @@
-"""Optimizers and learning-rate schedules (linear warmup, then constant / step / cosine)."""
+"""Optimizers and learning-rate schedules (linear warmup, then constant / step / cosine), from Keras' own.
+
+``cosine`` and ``constant`` are Keras' ``CosineDecay`` with its built-in linear warmup (``constant``
+is a cosine whose floor is its peak). ``step`` is ``PiecewiseConstantDecay``, which has no warmup, so
+:class:`LinearWarmup` ramps up to it (Keras has no generic warmup wrapper). Every schedule is a pure
+function of the optimizer's step counter, which is saved with the optimizer state, so a resumed run
+continues on the same curve.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from cnnkeras._keras import keras, tf
 
+schedules = keras.optimizers.schedules
 
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup to ``peak``, then constant, step decay or cosine decay to ``min_lr``.
 
-    The rate is a pure function of the optimizer's step counter, which is saved with the optimizer
-    state, so a resumed run continues on the same curve.
+class LinearWarmup(schedules.LearningRateSchedule):
+    """Linear ramp from ``peak / warmup_steps`` to ``peak`` over ``warmup_steps``, then ``after``.
 
     Args:
-        peak: Learning rate after warmup.
-        total_steps: Steps in the whole run.
-        warmup_steps: Linear warmup steps (0: none).
-        kind: ``constant``, ``step`` or ``cosine``.
-        step_every: For ``step``: steps between decays.
-        gamma: For ``step``: decay factor.
-        min_lr: For ``cosine``: final rate.
+        after: The schedule after warmup, called with the global step.
+        peak: Rate at the end of the warmup.
+        warmup_steps: Ramp length in steps (> 0).
     """
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, kind: str = "cosine",
-                 step_every: int = 1, gamma: float = 0.1, min_lr: float = 0.0) -> None:
+    def __init__(self, after: Any, peak: float, warmup_steps: int) -> None:
         super().__init__()
-        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
-        self.kind, self.step_every, self.gamma, self.min_lr = kind, max(1, int(step_every)), float(gamma), float(min_lr)
+        self.after, self.peak, self.warmup_steps = after, float(peak), int(warmup_steps)
 
     def __call__(self, step: Any) -> Any:
         step = tf.cast(step, tf.float32)
-        warmup = float(self.warmup_steps)
-        after = step - warmup
-        if self.kind == "constant":
-            rate = tf.constant(self.peak)
-        elif self.kind == "step":
-            rate = self.peak * tf.pow(self.gamma, tf.floor(tf.maximum(after, 0.0) / self.step_every))
-        else:
-            progress = tf.clip_by_value(after / max(1.0, self.total_steps - warmup), 0.0, 1.0)
-            rate = self.min_lr + (self.peak - self.min_lr) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        if self.warmup_steps:
-            rate = tf.where(step < warmup, self.peak * (step + 1.0) / warmup, rate)
-        return rate
+        ramp = self.peak * (step + 1.0) / float(self.warmup_steps)
+        return tf.where(step < self.warmup_steps, ramp, tf.cast(self.after(step), tf.float32))
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments."""
-        return dict(peak=self.peak, total_steps=self.total_steps, warmup_steps=self.warmup_steps, kind=self.kind,
-                    step_every=self.step_every, gamma=self.gamma, min_lr=self.min_lr)
+        return dict(after=schedules.serialize(self.after), peak=self.peak, warmup_steps=self.warmup_steps)
 
 
-def make_schedule(config: Any, steps_per_epoch: int) -> WarmupSchedule:
+def make_schedule(config: Any, steps_per_epoch: int) -> Any:
     """Build the schedule a resolved :class:`training.TrainConfig` asks for.
 
     Args:
@@ -59,12 +47,21 @@ def make_schedule(config: Any, steps_per_epoch: int) -> WarmupSchedule:
         steps_per_epoch: Optimizer steps per epoch.
 
     Returns:
-        The schedule.
+        A Keras ``LearningRateSchedule``.
     """
-    step_epochs = config.step_epochs or max(1, config.epochs // 3)
-    return WarmupSchedule(peak=config.lr, total_steps=config.epochs * steps_per_epoch,
-                          warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)), kind=config.schedule,
-                          step_every=step_epochs * steps_per_epoch, gamma=config.step_gamma, min_lr=config.min_lr)
+    total = config.epochs * steps_per_epoch
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.schedule in ("cosine", "constant"):
+        floor = 1.0 if config.schedule == "constant" else config.min_lr / config.lr
+        if not warmup:
+            return schedules.CosineDecay(config.lr, decay_steps=max(1, total), alpha=floor)
+        return schedules.CosineDecay(0.0, decay_steps=max(1, total - warmup), alpha=floor,
+                                     warmup_target=config.lr, warmup_steps=warmup)
+    every = (config.step_epochs or max(1, config.epochs // 3)) * steps_per_epoch
+    boundaries = list(range(warmup + every, max(total, warmup + every) + 1, every))
+    step = schedules.PiecewiseConstantDecay(boundaries, [config.lr * config.step_gamma ** k
+                                                         for k in range(len(boundaries) + 1)])
+    return LinearWarmup(step, config.lr, warmup) if warmup else step
 
 
 def make_optimizer(config: Any, steps_per_epoch: int) -> Any:

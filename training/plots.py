@@ -49,7 +49,7 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
     Args:
         history: Columns of ``history.csv`` (``epoch``, ``loss``, ``val_loss``, ``accuracy``, ...).
         path: Output PNG.
-        best_epoch: 0-based epoch of the best checkpoint, marked on the curves.
+        best_epoch: Epoch (1-based, as in ``history.csv``) of the best checkpoint, marked on the curves.
         label_smoothing: The run's label smoothing, named in the loss panel's title (the logged loss
             includes it, so it is not the plain cross-entropy that ``test_loss`` reports).
 
@@ -59,7 +59,7 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    epochs = np.asarray(history.get("epoch", range(len(history.get("loss", [])))), dtype=float) + 1
+    epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
     panels = [("loss", loss_title(label_smoothing)), ("accuracy", "Top-1 accuracy")]
     has_lr = "lr" in history and len(history["lr"])
     fig, axes = plt.subplots(1, 3 if has_lr else 2, figsize=(13 if has_lr else 9.5, 3.6))
@@ -69,15 +69,17 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
                 ax.plot(epochs, history[name], style, marker="o", ms=2.5,
                         label="validation" if name.startswith("val_") else "train")
         if best_epoch is not None:
-            ax.axvline(best_epoch + 1, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch + 1})")
+            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch})")
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("loss" if key == "loss" else "accuracy (fraction correct)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if has_lr:
         axes[2].plot(epochs, history["lr"], color="tab:green")
         axes[2].set_title("Learning rate (end of epoch)")
         axes[2].set_xlabel("epoch")
+        axes[2].set_ylabel("learning rate")
         axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         axes[2].grid(alpha=0.3)
     for ax in axes:

@@ -1,18 +1,22 @@
-"""``train(config) -> run dir``: read top to bottom, it is the whole training run.
+"""``train(config) -> run dir``: read :func:`_train` top to bottom, it is the whole training run.
 
-1. strategy (first: multi-device set-up must precede other TF work), seeds, determinism
-2. data -> split arrays -> recipe defaults -> model (zoo name or spec) -> compile (all checks before
-   anything is written)
-3. run directory: ``config.json`` + ``labels.txt`` up front; ``checkpoints/`` every epoch
-4. ``fit`` (optionally resumed from ``checkpoints/last``) with CSV/TensorBoard logs
-5. final float32 model -> ``model.keras``, test metrics, plots, and ``metrics.json`` **last**
+1. options: ``--resume`` reads the run's own config; a new run checks ``--out`` before any work
+2. process set-up: distribution strategy (first: multi-device set-up must precede other TF work), seeds
+3. data -> split -> recipe defaults -> augmentation (all checks before anything is written)
+4. model (zoo name or spec) -> batch-norm momentum fitted to the epoch length -> compile
+5. run directory: ``config.json`` + ``labels.txt`` up front; ``checkpoints/`` every epoch
+6. ``fit`` (optionally resumed from ``checkpoints/last``) with CSV/TensorBoard logs
+7. final float32 model -> precise batch-norm statistics -> ``model.keras``, test metrics, chance guard,
+   plots, and ``metrics.json`` **last** (a run without it is incomplete)
+
+Epochs are numbered from 1 everywhere a person reads them (logs, ``history.csv``, ``metrics.json``,
+``curves.png``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import shutil
 import sys
 import tempfile
@@ -24,16 +28,17 @@ import numpy as np
 
 from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training import config as config_mod
-from training.callbacks import EpochState, LearningRateLogger
+from training.class_weights import class_weights as _class_weights
 from training.config import TrainConfig
-from training.data import (load_arrays, make_eval_dataset, make_train_dataset, parse_image_size, read_run_config,
-                           steps_per_epoch)
+from training.data import load_arrays, parse_image_size, read_run_config, steps_per_epoch
 from training.errors import DataError, TrainingError
 from training.resume import absolute_source as _absolute_source
 from training.resume import resume_config as _resume_config
 from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, versions
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["train"]
 
 
 def train(config: TrainConfig) -> Path:
@@ -60,22 +65,71 @@ def train(config: TrainConfig) -> Path:
             tf_config.disable_op_determinism()
 
 
+@dataclasses.dataclass
+class _Data:
+    """What step 3 hands on: the split, its description and the resolved recipe."""
+
+    config: TrainConfig
+    split: Any
+    info: Any
+    data_args: dict[str, Any]
+    spec: Any
+    model_name: str
+    aug: Any
+    class_weight: dict[int, float] | None
+
+
+@dataclasses.dataclass
+class _Model:
+    """What step 4 hands on: the model to save, the one to fit, and their training state."""
+
+    model: Any
+    train_model: Any
+    fit_model: Any
+    optimizer: Any
+    logits: bool
+    generators: list
+    steps: int
+    on_device: bool
+    bn_momentum: float | None
+
+
 def _train(config: TrainConfig) -> Path:
     resume_from = None
     if config.resume:
         config, resume_from = _resume_config(config)
     else:
         check_out(config.out, config.overwrite)  # fail before any work
-
-    from cnnkeras._keras import keras, tf
     from training.distribute import is_chief, make_strategy
 
     strategy = make_strategy(config.strategy, config.devices)
+    _seed_process(config)
+    data = _load_data(config)
+    config = data.config
+    built = _build_and_compile(config, data, strategy)
+    chief = config.strategy != "multiworker" or is_chief()
+    run_dir = _open_run_dir(config, data, built, resume_from, chief)
+    state, initial_epoch = _restore(config, run_dir, built, strategy, resume=resume_from is not None)
+    train_seconds = _fit(config, data, built, state, run_dir, initial_epoch, strategy, resumed=resume_from is not None)
+    if not chief:  # the chief writes the run directory; this worker's scratch copy goes away
+        shutil.rmtree(run_dir, ignore_errors=True)
+        out = Path(config.out) if config.out else None
+        logger.info("worker finished; the chief writes the run directory%s",
+                    f" (this worker's --out {out} stays empty)" if out else "")
+        return out if out else run_dir
+    return _finish(config, data, built, state, run_dir, initial_epoch, train_seconds)
+
+
+def _seed_process(config: TrainConfig) -> None:
+    from cnnkeras._keras import keras, tf
+
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    # -- data and recipe ------------------------------------------------------------------
+
+def _load_data(config: TrainConfig) -> _Data:
+    """Step 3: read and split the data, fill the recipe, resolve augmentation and class weights."""
     spec = _load_spec(config)
     if spec is None and config.model is not None:
         import cnnkeras
@@ -90,26 +144,32 @@ def _train(config: TrainConfig) -> Path:
                      val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed,
                      skip_bad_images=config.skip_bad_images)
     source = _absolute_source(config.data)
-    split, info = load_arrays(source, **data_args)
+    split, info = load_arrays(source, **data_args, stream=config.stream, cache=config.cache)
     config = config_mod.resolve(config, info.name, info.input_shape, len(split.train[1]))
     config = dataclasses.replace(config, data=source)  # an absolute path resumes from any folder
-    from training.augment import make_augmenter, resolve_augment
+    from training.augment import resolve_augment
 
     aug = resolve_augment(config.augment, info)
-    class_weight = _class_weights(config.class_weight, split.train[1], list(info.class_names))  # checked early
     if config.mixup or config.cutmix:
         aug = dataclasses.replace(aug, mixup=config.mixup or aug.mixup, cutmix=config.cutmix or aug.cutmix)
-
-    from training.device_augment import OnDeviceAugment, resolve_augment_on
+    weights = _class_weights(config.class_weight, split.train[1], list(info.class_names))  # checked early
+    from training.device_augment import resolve_augment_on
 
     config = dataclasses.replace(config, augment_on=resolve_augment_on(config.augment_on, config.jit))
-    on_device = aug.enabled and config.augment_on == "device"
     model_name = spec.name if spec is not None else (config.model or _default_model(info.input_shape))
-    model_record = _model_record(config, spec, model_name, info)
+    return _Data(config, split, info, data_args, spec, model_name, aug, weights)
 
-    # -- model ------------------------------------------------------------------------------
+
+def _build_and_compile(config: TrainConfig, data: _Data, strategy: Any) -> _Model:
+    """Step 4: build the model in the strategy's scope, fit BN momentum to the epoch, compile."""
     import cnnkeras
+    from cnnkeras._keras import keras, tf
+    from training.augment import make_augmenter
+    from training.batchnorm import fit_momentum
+    from training.device_augment import OnDeviceAugment
+    from training.optim import make_optimizer
 
+    on_device = data.aug.enabled and config.augment_on == "device"
     policy_before = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(config.precision)
     # Dropout etc. then draw from tf.random.Generator objects whose state is checkpointed, so a resumed
@@ -119,17 +179,16 @@ def _train(config: TrainConfig) -> Path:
         keras.backend.experimental.enable_tf_random_generator()
     try:
         with strategy.scope():
-            model = _build(config, spec, model_name, info)
+            model = _build(config, data.spec, data.model_name, data.info)
             train_model = model
             if model.output.dtype != tf.float32:  # mixed precision: compute the loss in float32
                 out = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)
                 train_model = keras.Model(model.input, out, name=model.name)
-            steps = steps_per_epoch(len(split.train[1]), config.batch_size)
-            from training.optim import make_optimizer
-
+            steps = steps_per_epoch(len(data.split.train[1]), config.batch_size)
             optimizer = make_optimizer(config, steps)
+            bn_momentum = fit_momentum(model, steps)
             logits = cnnkeras.model_outputs_logits(model)
-            fit_model = OnDeviceAugment(train_model, make_augmenter(aug, info)) if on_device else train_model
+            fit_model = OnDeviceAugment(train_model, make_augmenter(data.aug, data.info)) if on_device else train_model
             fit_model.compile(
                 optimizer=optimizer,
                 loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=config.label_smoothing),
@@ -141,50 +200,71 @@ def _train(config: TrainConfig) -> Path:
         keras.mixed_precision.set_global_policy(policy_before)
         if exact_rng:
             keras.backend.experimental.disable_tf_random_generator()
+    return _Model(model, train_model, fit_model, optimizer, logits, generators, steps, on_device, bn_momentum)
 
-    # -- run directory ----------------------------------------------------------------------
-    chief = config.strategy != "multiworker" or is_chief()
+
+def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: Path | None, chief: bool) -> Path:
+    """Step 5: the run directory with ``config.json`` and ``labels.txt`` (workers: a scratch folder)."""
     if resume_from is not None:
         run_dir = resume_from
     elif chief:
-        run_dir = choose_run_dir(config.out, config.project_dir, f"{model_name}_{info.name}", config.overwrite)
+        run_dir = choose_run_dir(config.out, config.project_dir, f"{data.model_name}_{data.info.name}",
+                                 config.overwrite)
     else:  # other workers write their (identical) copies to a scratch folder
         run_dir = Path(tempfile.mkdtemp(prefix="cnnkeras_worker_"))
         (run_dir / "checkpoints").mkdir()
     full_config = {
         "format": "cnnkeras-run/1",
         "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
-        "data": {"source": source, **data_args},
-        "model": model_record,
-        "train": {**config.to_dict(), "augment": aug.to_dict(), "resume": None},
-        "dataset": info.to_dict(),
+        "data": {"source": config.data, **data.data_args},
+        "model": _model_record(config, data.spec, data.model_name, data.info),
+        "train": {**config.to_dict(), "augment": data.aug.to_dict(), "resume": None,
+                  "bn_momentum": built.bn_momentum},
+        "dataset": data.info.to_dict(),
         "versions": versions(),
     }
     if resume_from is None:
         _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
-                                 atomic_write_text(run_dir / LABELS, "\n".join(info.class_names) + "\n")))
+                                 atomic_write_text(run_dir / LABELS, "\n".join(data.info.class_names) + "\n")))
     elif chief:  # --epochs may have changed: config.json must still describe (and reproduce) the run
         saved = read_run_config(run_dir)
         if saved["train"].get("epochs") != config.epochs:
             saved["train"]["epochs"] = config.epochs
             _write(run_dir, lambda: atomic_write_json(run_dir / CONFIG, saved))
+    return run_dir
+
+
+def _restore(config: TrainConfig, run_dir: Path, built: _Model, strategy: Any, *, resume: bool) -> tuple[Any, int]:
+    """The per-epoch checkpoint state, restored from ``checkpoints/last`` when resuming."""
+    from cnnkeras._keras import tf
+    from training.callbacks import EpochState
 
     with strategy.scope():
-        checkpoint = tf.train.Checkpoint(model=train_model, optimizer=optimizer,
-                                         rng={str(i): g for i, g in enumerate(generators)})
-        state = EpochState(run_dir, checkpoint, train_model, config.monitor, config.early_stopping)
-        initial_epoch = state.restore(optimizer) if resume_from is not None else 0
+        checkpoint = tf.train.Checkpoint(model=built.train_model, optimizer=built.optimizer,
+                                         rng={str(i): g for i, g in enumerate(built.generators)})
+        state = EpochState(run_dir, checkpoint, built.train_model, config.monitor, config.early_stopping)
+        initial_epoch = state.restore(built.optimizer) if resume else 0
+    return state, initial_epoch
 
-    # -- fit --------------------------------------------------------------------------------
-    augmenter = make_augmenter(aug, info) if aug.enabled and not on_device else None
+
+def _fit(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir: Path, initial_epoch: int,
+         strategy: Any, *, resumed: bool) -> float:
+    """Step 6: ``fit`` from ``initial_epoch`` with logs and checkpoints; returns the fit's seconds."""
+    from cnnkeras._keras import keras
+    from training.augment import make_augmenter
+    from training.callbacks import EpochCSVLogger, LearningRateLogger, truncate_history
+    from training.data import make_eval_dataset, make_train_dataset
+
+    split, info = data.split, data.info
+    augmenter = make_augmenter(data.aug, info) if data.aug.enabled and not built.on_device else None
     train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
                                   epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter,
-                                  seed_only=on_device)
+                                  seed_only=built.on_device)
     val_ds = make_eval_dataset(*split.val, info.num_classes, config.batch_size)
-    if resume_from is not None:
-        _truncate_history(run_dir / "history.csv", initial_epoch)
+    if resumed:
+        truncate_history(run_dir / "history.csv", initial_epoch)
     callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume_from is not None), state]
+                 EpochCSVLogger(str(run_dir / "history.csv"), append=resumed), state]
     if config.tensorboard:
         try:
             import tensorboard  # noqa: F401  (tf.summary needs it at run time)
@@ -192,55 +272,80 @@ def _train(config: TrainConfig) -> Path:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0))
         except ImportError:
             logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    logger.info("training %s (%s params) on %s: %d epoch(s) x %d steps, batch %d, %s lr %g, %s, strategy %s (%d replica%s), "
-                "augmentation %s", model_name, f"{model.count_params():,}", info.name, config.epochs, steps,
-                config.batch_size, config.optimizer, config.lr, config.precision, config.strategy,
-                strategy.num_replicas_in_sync, "s" if strategy.num_replicas_in_sync > 1 else "",
-                ("in the training step (device)" if on_device else "in the tf.data pipeline") if aug.enabled else "off")
+    _log_start(config, data, built, strategy)
+    # A progress bar redrawn into a log file is megabytes of noise: one line per epoch unless on a terminal.
+    verbose = 2 if config.verbose == 1 and not sys.stdout.isatty() else config.verbose
     start = time.perf_counter()
     if initial_epoch < config.epochs:
-        fit_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                        validation_data=val_ds, class_weight=class_weight,
-                        callbacks=callbacks, verbose=config.verbose)
-    train_seconds = time.perf_counter() - start
+        built.fit_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=built.steps,
+                            validation_data=val_ds, class_weight=data.class_weight, callbacks=callbacks,
+                            verbose=verbose)
     if state.nan_epoch is not None:
         raise TrainingError(
             f"the loss became NaN/inf in epoch {state.nan_epoch + 1}: training diverged and was stopped. "
             f"Lower the learning rate (it was {config.lr:g}; try --lr {config.lr / 10:g}), check the data for "
             f"extreme values, or train in float32 (--precision float32). {run_dir} is incomplete (no {METRICS}).")
+    return time.perf_counter() - start
 
-    if not chief:  # the chief writes the run directory; this worker's scratch copy goes away
-        shutil.rmtree(run_dir, ignore_errors=True)
-        logger.info("worker finished; the chief writes the run directory")
-        return Path(config.out) if config.out else run_dir
 
-    # -- final model, metrics, plots, metrics.json last --------------------------------------
-    final = _build(config, spec, model_name, info)
-    state.load_final(final, config.final)
-    from training.evaluate import classification_metrics, predict_probabilities
+def _log_start(config: TrainConfig, data: _Data, built: _Model, strategy: Any) -> None:
+    import cnnkeras
+
+    replicas = strategy.num_replicas_in_sync
+    where = ("in the training step (device)" if built.on_device else "in the tf.data pipeline") if data.aug.enabled \
+        else "off"
+    logger.info("training %s (%s params, %s MACs per image) on %s: %d epoch(s) x %d steps, batch %d, %s lr %g, "
+                "%s, strategy %s (%d replica%s), augmentation %s, batch-norm momentum %s", data.model_name,
+                f"{built.model.count_params():,}", f"{cnnkeras.summarize(built.model).total_macs:,}", data.info.name,
+                config.epochs, built.steps, config.batch_size, config.optimizer, config.lr, config.precision,
+                config.strategy, replicas, "s" if replicas > 1 else "", where,
+                "-" if built.bn_momentum is None else f"{built.bn_momentum:.3f}")
+
+
+def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir: Path, initial_epoch: int,
+            train_seconds: float) -> Path:
+    """Step 7: the final model with precise BN statistics, test metrics, plots, ``metrics.json`` last."""
+    import cnnkeras
+    from training.batchnorm import image_batches, recompute_statistics
+    from training.callbacks import read_history
+    from training.evaluate import chance_warnings, classification_metrics, predict_probabilities
     from training.plots import plot_confusion_matrix, plot_curves
 
-    metrics = classification_metrics(predict_probabilities(final, split.test[0], logits=logits), split.test[1],
-                                     info.class_names, config.top_k)
-    val = classification_metrics(predict_probabilities(final, split.val[0], logits=logits), split.val[1],
+    split, info = data.split, data.info
+    final = _build(config, data.spec, data.model_name, info)
+    state.load_final(final, config.final)
+    bn_batches = recompute_statistics(final, image_batches(split.train[0], config.batch_size, seed=config.seed))
+    metrics = classification_metrics(predict_probabilities(final, split.test[0], logits=built.logits),
+                                     split.test[1], info.class_names, config.top_k)
+    val = classification_metrics(predict_probabilities(final, split.val[0], logits=built.logits), split.val[1],
                                  info.class_names, 1, prefix="val")
-    history = _read_history(run_dir / "history.csv")
-    metrics.update(val_accuracy=val["val_accuracy"], val_loss=val["val_loss"], model=model_name,
-                   params=int(final.count_params()), epochs_run=len(history.get("epoch", [])),
-                   best_epoch=state.best_epoch, final_weights=config.final, train_seconds=round(train_seconds, 2),
-                   train_images_per_second=round(len(split.train[1]) * max(config.epochs - initial_epoch, 0)
-                                                 / max(train_seconds, 1e-9), 1) if initial_epoch < config.epochs else None,
-                   class_names=info.class_names, complete=True)
+    history = read_history(run_dir / "history.csv")
+    epochs_run = len(history.get("epoch", []))
+    warnings = chance_warnings(metrics, info.class_names, steps_run=epochs_run * built.steps, epochs=epochs_run)
+    for text in warnings:
+        logger.warning("%s", text)
+    trained = config.epochs - initial_epoch
+    metrics.update(
+        val_accuracy=val["val_accuracy"], val_loss=val["val_loss"], model=data.model_name,
+        params=int(final.count_params()), macs=int(cnnkeras.summarize(final).total_macs), epochs_run=epochs_run,
+        best_epoch=None if state.best_epoch is None else state.best_epoch + 1, final_weights=config.final,
+        train_seconds=round(train_seconds, 2),
+        train_images_per_second=round(len(split.train[1]) * trained / max(train_seconds, 1e-9), 1) if trained > 0 else None,
+        batch_norm={"momentum_while_training": built.bn_momentum, "precise_statistics_batches": bn_batches},
+        losses={"test_loss, val_loss (this file)": "plain cross-entropy",
+                "loss, val_loss (history.csv, curves.png)":
+                    f"the training objective: cross-entropy with label smoothing {config.label_smoothing:g}"},
+        warnings=warnings, class_names=info.class_names, complete=True)
 
-    def finish() -> None:
+    def write_all() -> None:
         with atomic_path(run_dir / MODEL) as tmp:
             final.save(tmp)
-        plot_curves(history, run_dir / "curves.png", state.best_epoch, label_smoothing=config.label_smoothing)
+        plot_curves(history, run_dir / "curves.png", metrics["best_epoch"], label_smoothing=config.label_smoothing)
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), info.class_names,
                               run_dir / "confusion_matrix.png")
         atomic_write_json(run_dir / METRICS, metrics)  # last: marks the run complete
 
-    _write(run_dir, finish)
+    _write(run_dir, write_all)
     logger.info("test accuracy %.2f%% (top-%d %.2f%%, loss %.4f) on %d images; run directory: %s",
                 100 * metrics["test_accuracy"], metrics["top_k"], 100 * metrics[f"test_top{metrics['top_k']}_accuracy"],
                 metrics["test_loss"], metrics["test_examples"], run_dir)
@@ -261,8 +366,11 @@ def _load_spec(config: TrainConfig) -> Any:
     if config.spec is None:
         return None
     from cnnkeras.builder import as_spec
+    from cnnkeras.sizing import plan
 
-    return as_spec(config.spec)
+    spec = as_spec(config.spec)
+    plan(spec)  # sizing and size limits before any data is read or resized to the spec's input
+    return spec
 
 
 def _default_model(input_shape: tuple[int, int, int]) -> str:
@@ -315,60 +423,3 @@ def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
         raise DataError(f"model {name} expects input {tuple(model.input_shape[1:])} but the data is "
                         f"{tuple(info.input_shape)}; pass --image-size/--channels.")
     return model
-
-
-def _class_weights(option: Any, y: np.ndarray, class_names: list[str]) -> dict[int, float] | None:
-    """``{class id: weight}`` for ``Model.fit`` from ``None``, ``"balanced"`` or a dict keyed by class name or id
-    (a key that is a class name means that class; unlisted classes weigh 1)."""
-    num_classes = len(class_names)
-    if option is None:
-        return None
-    if option == "balanced":
-        from sklearn.utils.class_weight import compute_class_weight
-
-        present = np.unique(y)
-        w = compute_class_weight("balanced", classes=present, y=y)
-        return {i: float(w[list(present).index(i)]) if i in present else 1.0 for i in range(num_classes)}
-    weights: dict[int, float] = {}
-    for key, value in option.items():
-        as_id = int(key) if str(key).isdigit() and int(key) < num_classes else None
-        as_name = class_names.index(str(key)) if str(key) in class_names else None
-        if as_id is not None and as_name is not None and as_id != as_name:
-            logger.warning("class_weight key %r names class %d (names win over ids); class id %d is %r",
-                           key, as_name, as_id, class_names[as_id])
-        cid = as_name if as_name is not None else as_id
-        if cid is None:
-            raise TrainingError(f"class_weight key {key!r} is not a class: use a class id 0..{num_classes - 1} or a "
-                                f"class name ({', '.join(class_names[:10])}{', ...' if num_classes > 10 else ''}). "
-                                f"Received: {option}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise TrainingError(f"class_weight for class {key!r} must be a number >= 0. Received: {value!r}")
-        weights[cid] = float(value)
-    return {i: weights.get(i, 1.0) for i in range(num_classes)}
-
-
-def _truncate_history(path: Path, epochs: int) -> None:
-    """Drop history rows of epochs that will be trained again (an interruption after the log line)."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
-                        and int(ln.split(",", 1)[0]) < epochs]
-    atomic_write_text(path, "".join(keep))
-
-
-def _read_history(path: Path) -> dict[str, list[float]]:
-    import csv
-
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    cols: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            try:
-                cols.setdefault(key, []).append(float(value))
-            except (TypeError, ValueError):
-                pass
-    return cols

@@ -1,0 +1,233 @@
+"""Training quality per budget: cnnkeras' default recipe against a plain tf_keras reference CNN.
+
+For each data set (made offline: ``digits``; ``shapes``; PNG folders of the digits re-rendered at 16x16
+and 28x28 with their own train/test split, written by this script; ``mnist``/``cifar10`` when they are
+in the Keras cache) and each budget (1, 3, 8 epochs and the default), both are trained on the same
+split and scored on the same test images:
+
+- **ours**: ``training.train(TrainConfig(data=..., epochs=E))`` with everything else at its default
+  (model, augmentation, optimizer, schedule, batch-norm handling), as a user gets it;
+- **reference**: Conv(32, 3, relu) -> MaxPool -> Conv(64, 3, relu) -> MaxPool -> Dense(128, relu) ->
+  Dense(classes, softmax) ('same' padding so 8x8 inputs fit), inputs / 255, Adam 1e-3, batch 32, no
+  augmentation, trained on the training split for E epochs ("default" = the epochs our recipe picks).
+
+Wall time is ``fit`` time for both (our figure is ``metrics.json``'s ``train_seconds``; run-directory
+writing, plots and the precise-BN pass are reported apart as end-to-end time). Time-to-accuracy is the
+``fit`` time of the cheapest of our runs that reaches the reference's accuracy at the default budget
+(an upper bound: only the budgets of the ladder are tried), as a ratio of the reference's fit time.
+
+Targets (issue 9): ours >= reference at every budget of 3+ epochs; >= reference + 1 pt at the default
+budget; time-to-accuracy <= 1.0x the reference's time. A missed target is printed as missed.
+
+Usage: ``python benchmarks/train_quality.py [--data digits shapes folder16 folder28] [--budgets 1 3 8 default]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks_md import cpu_description, write_section  # noqa: E402
+from cnnkeras._keras import keras, tf  # noqa: E402
+
+BUDGETS = ("1", "3", "8", "default")
+
+
+def write_digits_folder(root: Path, size: int, seed: int = 0, n_train: int = 1400) -> str:
+    """Write scikit-learn's digits as ``size`` x ``size`` greyscale PNGs in ``train/`` and ``test/`` folders.
+
+    Args:
+        root: Folder to write (created).
+        size: Side of the re-rendered images (bilinear upscale of the 8x8 originals).
+        seed: Seed of the train/test split.
+        n_train: Training images (the rest, 397 of 1,797, are the test set).
+
+    Returns:
+        The ``folder:PATH`` source.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    for split, ids in (("train", order[:n_train]), ("test", order[n_train:])):
+        for i in ids:
+            img = Image.fromarray((digits.images[i] * (255 / 16)).astype(np.uint8))
+            folder = root / split / str(digits.target[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            img.resize((size, size), Image.BILINEAR).save(folder / f"{i:04d}.png")
+    return f"folder:{root}"
+
+
+def reference_cnn(input_shape: tuple, num_classes: int) -> keras.Model:
+    """The plain tf_keras CNN of issue 9 (no batch norm, no augmentation)."""
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(input_shape), layers.Rescaling(1 / 255),
+        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dense(num_classes, activation="softmax"),
+    ], name="reference_cnn")
+
+
+def run_reference(split, info, epochs: int, seed: int = 0) -> dict:
+    """Train and score the reference CNN on the split cnnkeras uses."""
+    import cnnkeras
+
+    keras.utils.set_random_seed(seed)
+    model = reference_cnn(info.input_shape, info.num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = split.train
+    start = time.perf_counter()
+    model.fit(x.astype(np.float32), y, batch_size=32, epochs=epochs, shuffle=True, verbose=0)
+    seconds = time.perf_counter() - start
+    pred = model.predict(split.test[0].astype(np.float32), batch_size=256, verbose=0).argmax(axis=1)
+    s = cnnkeras.summarize(model)
+    return {"accuracy": float(np.mean(pred == split.test[1])), "fit_s": seconds, "params": s.total_params,
+            "macs": s.total_macs}
+
+
+def run_ours(source: str, epochs: int | None, out: Path, glyphs: bool) -> dict:
+    """Train with cnnkeras' defaults (only ``epochs`` set) and read the run's metrics.
+
+    A folder of digit glyphs gets what any user of glyph data passes: no horizontal flips (a folder
+    of photos gets them by default, and a mirrored 2 is no 2). Short budgets train without augmentation
+    by default anyway, so only the default budget sees the option.
+    """
+    from training import TrainConfig, train
+
+    augment = "default,hflip=0" if glyphs and epochs is None else None
+    start = time.perf_counter()
+    run_dir = train(TrainConfig(data=source, epochs=epochs, out=str(out), overwrite=True, verbose=0,
+                                tensorboard=False, augment=augment))
+    total = time.perf_counter() - start
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    return {"accuracy": metrics["test_accuracy"], "fit_s": metrics["train_seconds"], "total_s": total,
+            "params": metrics["params"], "macs": metrics.get("macs"), "model": metrics["model"],
+            "epochs": config["train"]["epochs"], "warnings": metrics.get("warnings", [])}
+
+
+def sources(names: list[str], scratch: Path) -> dict[str, str]:
+    """Data set name -> cnnkeras source, writing the PNG folders and skipping uncached Keras data sets."""
+    from training.datasets import keras_cache_dir
+
+    out = {}
+    for name in names:
+        if name.startswith("folder"):
+            out[name] = write_digits_folder(scratch / name, int(name[len("folder"):]))
+        elif name in ("mnist", "cifar10"):
+            cached = {"mnist": "mnist.npz", "cifar10": "cifar-10-batches-py"}[name]
+            if (keras_cache_dir() / cached).exists():
+                out[name] = name
+            else:
+                print(f"{name}: not in the Keras cache ({keras_cache_dir() / cached}); skipped")
+        else:
+            out[name] = name
+    return out
+
+
+def bench(name: str, source: str, budgets: list[str], scratch: Path) -> list[dict]:
+    """All budgets of one data set: our run and the reference's, same split."""
+    from training.data import load_arrays
+
+    rows = []
+    for budget in budgets:
+        ours = run_ours(source, None if budget == "default" else int(budget), scratch / f"run_{name}_{budget}",
+                        glyphs=name.startswith("folder"))
+        split, info = load_arrays(source, seed=0)  # the split train() used (seed 0, default fractions)
+        ref = run_reference(split, info, ours["epochs"])
+        rows.append({"data": name, "budget": budget, "ours": ours, "ref": ref})
+        print(f"{name:10s} {budget:>7s} ({ours['epochs']:3d} ep): ours {100 * ours['accuracy']:6.2f}% "
+              f"{ours['fit_s']:6.1f}s | reference {100 * ref['accuracy']:6.2f}% {ref['fit_s']:6.1f}s", flush=True)
+    default = next((r for r in rows if r["budget"] == "default"), rows[-1])
+    goal = default["ref"]["accuracy"]
+    reached = [r["ours"]["fit_s"] for r in rows if r["ours"]["accuracy"] >= goal]
+    for r in rows:
+        r["time_to_accuracy"] = (min(reached) / default["ref"]["fit_s"]) if reached else None
+    return rows
+
+
+def verdicts(row: dict) -> list[str]:
+    """The targets this row is checked against, each 'met' or 'MISSED (reason)'."""
+    ours, ref, out = row["ours"]["accuracy"], row["ref"]["accuracy"], []
+    if row["budget"] == "default":
+        if ours >= ref + 0.01:
+            out.append("acc >= ref+1pt met")
+        elif ref + 0.01 > 1.0:
+            out.append(f"acc >= ref+1pt MISSED (impossible: the reference's {100 * ref:.2f}% leaves under 1 pt; "
+                       f"ours {100 * (ours - ref):+.2f} pt)")
+        else:
+            out.append(f"acc >= ref+1pt MISSED ({100 * (ours - ref):+.2f} pt)")
+        tta = row["time_to_accuracy"]
+        if tta is None:
+            out.append("time-to-acc MISSED (no budget reached the reference's accuracy)")
+        else:
+            out.append(f"time-to-acc {tta:.2f}x " + ("met" if tta <= 1.0 else "MISSED (> 1.0x)"))
+    elif int(row["budget"]) >= 3:
+        out.append("acc >= ref met" if ours >= ref else f"acc >= ref MISSED ({100 * (ours - ref):+.2f} pt)")
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    """The BENCHMARKS.md section."""
+    head = ["## Training quality per budget (`benchmarks/train_quality.py`)", "",
+            f"cnnkeras' defaults (only `--epochs` set) vs the plain tf_keras reference CNN of issue 9, same split, "
+            f"same test images, one run each (seed 0); fit time on {cpu_description()}, TF {tf.__version__}. "
+            f"The digit-glyph folders train without horizontal flips (`--augment default,hflip=0` at the default "
+            f"budget; shorter budgets have no augmentation by default). Time-to-accuracy: fit time of our cheapest budget reaching the reference's default-budget accuracy / "
+            f"the reference's default-budget fit time (upper bound: only the ladder's budgets are tried).", "",
+            "| data | budget | epochs | ours model | params | MACs | ours acc | ref acc | ours fit s | ref fit s "
+            "| ours end-to-end s | ref params | ref MACs | targets |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    body = []
+    for r in rows:
+        o, f = r["ours"], r["ref"]
+        body.append(f"| {r['data']} | {r['budget']} | {o['epochs']} | {o['model']} | {o['params']:,} | "
+                    f"{(o['macs'] or 0):,} | {100 * o['accuracy']:.2f} | {100 * f['accuracy']:.2f} | {o['fit_s']:.1f} | "
+                    f"{f['fit_s']:.1f} | {o['total_s']:.1f} | {f['params']:,} | {f['macs']:,} | "
+                    f"{'; '.join(verdicts(r)) or '-'} |")
+    missed = sum("MISSED" in v for r in rows for v in verdicts(r))
+    tail = ["", f"{missed} target(s) missed." if missed else "Every target met."]
+    return "\n".join(head + body + tail) + "\n"
+
+
+def main(argv=None) -> int:
+    """Run the benchmark, print the table and update BENCHMARKS.md.
+
+    Args:
+        argv: Command-line arguments.
+
+    Returns:
+        0 (a missed target is printed, not an error: machines differ).
+    """
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", default=["digits", "shapes", "folder16", "folder28", "mnist", "cifar10"])
+    p.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=BUDGETS)
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = p.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cnnkeras_bench_") as tmp:
+        for name, source in sources(args.data, Path(tmp)).items():
+            rows += bench(name, source, args.budgets, Path(tmp))
+    text = markdown(rows)
+    print(text)
+    if not args.no_write:
+        print(f"updated {write_section('train_quality', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
