@@ -32,8 +32,10 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) benchmarks/train_quality.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/cli_startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -68,10 +68,19 @@ def bench(model: keras.Model, runs: int = 300) -> list[dict]:
         rows.append({"format": name, "bytes": len(data), "p50_us": _p50(data, name, x, runs, True),
                      "p50_ref_us": _p50(data, name, x, runs, False)})
     base = rows[0]
+    macs = _macs(model)
     for r in rows:
         r["size_x"], r["latency_x"] = r["bytes"] / base["bytes"], r["p50_us"] / base["p50_us"]
         r["latency_ref_x"] = r["p50_ref_us"] / base["p50_ref_us"]
+        r["gmacs"] = macs / r["p50_us"] / 1e3  # MACs per microsecond / 1000 = GMAC/s
     return rows
+
+
+def _macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one image (from :func:`cnnkeras.summarize`)."""
+    import cnnkeras
+
+    return int(cnnkeras.summarize(model).total_macs)
 
 
 def main() -> int:
@@ -79,8 +88,9 @@ def main() -> int:
              f"{platform.processor() or platform.machine()}, one run of `python benchmarks/inference.py`. "
              "XNNPACK: the default delegate; builtin: LiteRT's own kernels without a delegate. Targets for "
              "full int8: size <= 0.30x and p50 latency <= 0.6x the float32 TFLite (judged on XNNPACK).", "",
-             "| model | format | bytes | size vs f32 | p50 us XNNPACK | vs f32 | p50 us builtin | vs f32 | target |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| model | format | bytes | size vs f32 | p50 us XNNPACK | vs f32 | GMAC/s XNNPACK | p50 us builtin | vs f32 "
+             "| target |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for label, model in _models():
         for r in bench(model):
             target = ""
@@ -89,7 +99,8 @@ def main() -> int:
                 target = "met" if size_ok and lat_ok else \
                     f"MISSED (size {'ok' if size_ok else 'over'}, latency {'ok' if lat_ok else 'over'})"
             lines.append(f"| {label} | {r['format']} | {r['bytes']} | {r['size_x']:.2f}x | {r['p50_us']:.0f} | "
-                         f"{r['latency_x']:.2f}x | {r['p50_ref_us']:.0f} | {r['latency_ref_x']:.2f}x | {target} |")
+                         f"{r['latency_x']:.2f}x | {r['gmacs']:.1f} | {r['p50_ref_us']:.0f} | {r['latency_ref_x']:.2f}x "
+                         f"| {target} |")
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     vnni = "vnni" in cpu_flags
     lines += ["", f"This CPU {'has' if vnni else 'has no'} int8 dot-product instructions (AVX-VNNI/AVX512-VNNI). "

@@ -7,18 +7,42 @@ Public API::
     spec = cnnkeras.ModelSpec.from_file("examples/specs/tiny.yaml")
     model = cnnkeras.build_model(spec)
     print(cnnkeras.summarize(model))
+
+Names are imported on first use (PEP 562), so ``import cnnkeras`` (and ``cnnkeras --help``) does not
+load TensorFlow; :func:`build_model`, :func:`create_model` and :func:`summarize` do.
 """
 
-from cnnkeras.builder import build_model, model_head_type, model_outputs_logits
-from cnnkeras.errors import SpecError, UserError
-from cnnkeras.sizing import output_shape, plan
-from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Normalization, Pool, Residual
-from cnnkeras.summary import LayerSummary, Summary, summarize
-from cnnkeras.zoo import create_model, default_model_for, get_spec, list_models, register_model
+from __future__ import annotations
 
-__all__ = [
-    "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "Head", "ModelSpec", "Normalization", "Pool", "Residual",
-    "LayerSummary", "SpecError", "Summary", "UserError", "build_model", "create_model", "default_model_for", "get_spec", "list_models",
-    "model_head_type", "model_outputs_logits", "output_shape", "plan", "register_model", "summarize",
-]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "build_model": "builder", "model_head_type": "builder", "model_outputs_logits": "builder",
+    "SpecError": "errors", "UserError": "errors",
+    "output_shape": "sizing", "plan": "sizing",
+    "Conv": "spec", "Dense": "spec", "Dropout": "spec", "Flatten": "spec", "GlobalPool": "spec", "Head": "spec",
+    "ModelSpec": "spec", "Normalization": "spec", "Pool": "spec", "Residual": "spec",
+    "LayerSummary": "summary", "Summary": "summary", "summarize": "summary",
+    "create_model": "zoo", "default_model_for": "zoo", "get_spec": "zoo",
+    "list_models": "registry", "register_model": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"cnnkeras.{_EXPORTS[name]}")
+        if name == "list_models":
+            importlib.import_module("cnnkeras.zoo")  # the built-in architectures register on zoo import
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnkeras' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

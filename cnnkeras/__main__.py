@@ -1,7 +1,7 @@
-"""``python -m cnnkeras summary ...``: the cnnkeras package's own subcommands."""
+"""``python -m cnnkeras``: the ``cnnkeras`` command (all subcommands)."""
 
 import sys
 
-from cnnkeras.cli import main
+from cnnkeras.main import main
 
 sys.exit(main())

@@ -1,11 +1,16 @@
-"""What a trained CNN does: translation equivariance and invariance, filter and activation pictures.
+"""What a trained CNN does: translation equivariance and invariance, measured against the shift.
 
-* Equivariance: shifting the input by a multiple of a layer's total stride shifts its feature map
-  by the corresponding number of cells. Measured away from the borders (where zero padding and the
-  shifted-in pixels break it) as ``||F(shift(x)) - shift(F(x))|| / ||shift(F(x))||``.
-* Invariance: how often the top-1 prediction survives small input shifts (pooling, strides and
-  global pooling buy some invariance; it is never exact).
-* Pictures: a grid of a conv layer's kernels and a grid of one image's feature maps, as PNG.
+* Geometry: for every cell of a feature map, the input pixels it sees (its receptive field), from
+  the layers' kernels, strides, dilations and padding (:func:`geometry`). A cell is *clean* when its
+  receptive field lies inside the image: zero padding never reaches it.
+* Equivariance: shift the input by ``k`` pixels; a layer with total stride ``J`` should move its map
+  by ``k / J`` cells. Error ``||F(shift_k(x)) - shift_{k/J}(F(x))|| / ||shift_{k/J}(F(x))||`` over the
+  cells that are clean before and after the shift (rounded to whole cells when ``J`` does not divide
+  ``k``: that is where strides and pooling break equivariance). 0 means perfectly equivariant.
+* Invariance: how often a classifier's top-1 class survives the shift, and how much its probabilities
+  move (total variation, 0..1).
+* The deepest measurable layer (:func:`measurable_layers`) is the default everywhere; pictures live in
+  :mod:`cnnkeras.analysis_plots`.
 
 All functions take raw images on the 0..255 scale (NHWC), like the models themselves.
 """
@@ -14,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,11 +26,10 @@ import numpy as np
 from cnnkeras._keras import keras, layers
 from cnnkeras.builder import model_head_type
 from cnnkeras.errors import UserError
-from cnnkeras.fileio import atomic_path
-from cnnkeras.summary import summarize
+from cnnkeras.receptive import (Geometry, conv_feeding, default_layer, feature_layers, geometry,  # noqa: F401
+                                measurable_layers, resolve_layer)
 
 logger = logging.getLogger(__name__)
-_CONV = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)
 
 
 def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -51,7 +53,8 @@ def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def _images(model: keras.Model, images: Any) -> np.ndarray:
+def as_images(model: keras.Model, images: Any) -> np.ndarray:
+    """``images`` as a float32 ``(N, H, W, C)`` batch matching the model input (a user error otherwise)."""
     x = np.asarray(images, dtype="float32")
     if x.ndim == 3:
         x = x[None]
@@ -62,36 +65,45 @@ def _images(model: keras.Model, images: Any) -> np.ndarray:
     return x
 
 
-def _feature_layers(model: keras.Model) -> list[str]:
-    return [lay.name for lay in model.layers if len(lay.output_shape) == 4
-            and not isinstance(lay, (layers.InputLayer, layers.Rescaling))]
-
-
-def _layer(model: keras.Model, name: str | None, default: str) -> Any:
-    candidates = _feature_layers(model)
-    if name is None:
-        if not candidates:
-            raise UserError(f"model {model.name!r} has no layer with a feature map (H x W x C output).")
-        name = candidates[0] if default == "first" else candidates[-1]
-    if name not in candidates:
-        raise UserError(f"layer {name!r} is not a feature-map layer of model {model.name!r}. "
-                        f"Choose one of: {', '.join(candidates)}")
-    return model.get_layer(name)
-
-
 def feature_stride(model: keras.Model, layer_name: str | None = None) -> tuple[int, int]:
     """A feature-map layer's total stride: input pixels per feature-map cell, per axis.
 
     Args:
         model: A Keras model.
-        layer_name: A layer with an H x W x C output (default: the last such layer).
+        layer_name: A layer with an H x W x C output (default: :func:`default_layer`).
 
     Returns:
         ``(stride_y, stride_x)``.
     """
-    layer = _layer(model, layer_name, "last")
-    (h, w), (fh, fw) = model.input_shape[1:3], layer.output_shape[1:3]
+    name = resolve_layer(model, layer_name)
+    geo = geometry(model, name)
+    if geo is not None:
+        return geo.jump
+    (h, w), (fh, fw) = model.input_shape[1:3], model.get_layer(name).output_shape[1:3]
     return max(1, round(h / fh)), max(1, round(w / fw))
+
+
+def run(model: keras.Model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """``model(x)`` in inference mode, in batches (no ``predict``: no retracing per probe model)."""
+    return np.concatenate([np.asarray(model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
+
+
+def _cell_shift(shift: int, jump: int) -> int:
+    return int(math.floor(abs(shift) / jump + 0.5)) * (1 if shift >= 0 else -1)
+
+
+def _error(probe: keras.Model, geo: Geometry, x: np.ndarray, fmap: np.ndarray, dy: int, dx: int) -> dict:
+    cy, cx = _cell_shift(dy, geo.jump[0]), _cell_shift(dx, geo.jump[1])
+    rows, cols = geo.valid_cells(0, dy, cy), geo.valid_cells(1, dx, cx)
+    entry = {"shift": [dy, dx], "cell_shift": [cy, cx], "compared_cells": [int(rows.sum()), int(cols.sum())]}
+    if not rows.any() or not cols.any():
+        entry["relative_error"] = None
+        return entry
+    moved = run(probe, shift_images(x, dy, dx))
+    expected = shift_images(fmap, cy, cx)
+    a, b = moved[:, rows][:, :, cols], expected[:, rows][:, :, cols]
+    entry["relative_error"] = float(np.linalg.norm(a - b) / (np.linalg.norm(b) + 1e-12))
+    return entry
 
 
 def translation_equivariance(model: keras.Model, images: Any, layer_name: str | None = None,
@@ -101,41 +113,70 @@ def translation_equivariance(model: keras.Model, images: Any, layer_name: str | 
     Args:
         model: A Keras model taking raw 0..255 images.
         images: ``(N, H, W, C)`` images.
-        layer_name: A layer with an H x W x C output (default: the last such layer).
+        layer_name: A layer with an H x W x C output (default: the deepest measurable one).
         shifts: Pixel shifts ``(dy, dx)``, multiples of the layer's total stride (default: one
             feature-map cell down, right, and both).
 
     Returns:
-        ``{"layer", "stride", "receptive_field", "shifts": [{"shift", "relative_error",
+        ``{"layer", "stride", "receptive_field", "shifts": [{"shift", "cell_shift", "relative_error",
         "compared_cells"}], "mean_relative_error"}``; 0 means perfectly equivariant.
+
+    Raises:
+        UserError: A shift is not a multiple of the stride, or no clean cell is left to compare.
     """
-    x = _images(model, images)
-    layer = _layer(model, layer_name, "last")
-    rf = next(lay.receptive_field for lay in summarize(model).layers if lay.name == layer.name)
-    probe = keras.Model(model.inputs, layer.output)
-    fmap = probe.predict(x, verbose=0)
-    sy, sx = feature_stride(model, layer.name)
-    shifts = list(shifts) if shifts else [(sy, 0), (0, sx), (sy, sx)]
+    x = as_images(model, images)
+    name = resolve_layer(model, layer_name)
+    geo = geometry(model, name)
+    if geo is None:
+        raise UserError(f"layer {name!r} follows a resampling layer whose geometry is not modelled; pick an "
+                        "earlier layer.")
+    sy, sx = geo.jump
+    probe = keras.Model(model.inputs, model.get_layer(name).output)
+    fmap = run(probe, x)
     results = []
-    for dy, dx in shifts:
+    for dy, dx in list(shifts) if shifts else [(sy, 0), (0, sx), (sy, sx)]:
         if dy % sy or dx % sx:
-            raise UserError(f"shift ({dy}, {dx}) is not a multiple of layer {layer.name!r}'s total stride "
+            raise UserError(f"shift ({dy}, {dx}) is not a multiple of layer {name!r}'s total stride "
                             f"({sy}, {sx}); equivariance only holds for such shifts.")
-        fy, fx = dy // sy, dx // sx
-        moved = probe.predict(shift_images(x, dy, dx), verbose=0)
-        expected = shift_images(fmap, fy, fx)
-        # Padding reaches about half a receptive field inward; the shifted-in strip adds |shift| cells.
-        my, mx = math.ceil(rf[0] / (2 * sy)) + abs(fy), math.ceil(rf[1] / (2 * sx)) + abs(fx)
-        if 2 * my >= fmap.shape[1] or 2 * mx >= fmap.shape[2]:
-            raise UserError(f"images of {x.shape[1]}x{x.shape[2]} are too small to measure layer {layer.name!r} "
-                            f"(receptive field {rf[0]}x{rf[1]}): every cell sees the border. Pick an earlier "
-                            f"layer or larger images.")
-        a = moved[:, my:-my, mx:-mx]
-        b = expected[:, my:-my, mx:-mx]
-        err = float(np.linalg.norm(a - b) / (np.linalg.norm(b) + 1e-12))
-        results.append({"shift": [dy, dx], "relative_error": err, "compared_cells": [a.shape[1], a.shape[2]]})
-    return {"layer": layer.name, "stride": [sy, sx], "receptive_field": rf, "shifts": results,
+        entry = _error(probe, geo, x, fmap, int(dy), int(dx))
+        if entry["relative_error"] is None:
+            raise UserError(f"images of {x.shape[1]}x{x.shape[2]} are too small to measure layer {name!r} "
+                            f"(receptive field {geo.size[0]}x{geo.size[1]}) with shift ({dy}, {dx}): every cell "
+                            f"sees the border. Measurable layers: "
+                            f"{', '.join(r['layer'] for r in measurable_layers(model) if r['measurable']) or 'none'}.")
+        results.append(entry)
+    return {"layer": name, "stride": [sy, sx], "receptive_field": list(geo.size), "shifts": results,
             "mean_relative_error": float(np.mean([r["relative_error"] for r in results]))}
+
+
+def equivariance_curve(model: keras.Model, images: Any, layer_names: Sequence[str], max_shift: int) -> dict:
+    """Equivariance error against the input shift ``k = 0..max_shift`` pixels, per layer.
+
+    Each ``k`` averages a shift down and a shift right; ``None`` where no clean cell is left.
+
+    Args:
+        model: A Keras model taking raw 0..255 images.
+        images: ``(N, H, W, C)`` images.
+        layer_names: Feature-map layers.
+        max_shift: Largest shift in pixels.
+
+    Returns:
+        ``{"shifts": [0..K], "layers": {name: {"stride", "receptive_field", "relative_error": [...]}}}``.
+    """
+    x = as_images(model, images)
+    out: dict = {"shifts": list(range(max_shift + 1)), "layers": {}}
+    for name in layer_names:
+        geo = geometry(model, resolve_layer(model, name))
+        if geo is None:
+            continue
+        probe = keras.Model(model.inputs, model.get_layer(name).output)
+        fmap = run(probe, x)
+        errors = []
+        for k in out["shifts"]:
+            pair = [_error(probe, geo, x, fmap, k, 0)["relative_error"], _error(probe, geo, x, fmap, 0, k)["relative_error"]]
+            errors.append(None if None in pair else float(np.mean(pair)))
+        out["layers"][name] = {"stride": list(geo.jump), "receptive_field": list(geo.size), "relative_error": errors}
+    return out
 
 
 def prediction_invariance(model: keras.Model, images: Any,
@@ -149,93 +190,40 @@ def prediction_invariance(model: keras.Model, images: Any,
 
     Returns:
         ``{"shifts": [{"shift", "agreement", "mean_abs_probability_change"}], "mean_agreement"}``;
-        agreement 1.0 means fully invariant to that shift.
+        agreement 1.0 means fully invariant to that shift; the probability change is the total
+        variation distance (0..1).
     """
     if model_head_type(model) != "classifier":
         raise UserError(f"prediction invariance needs a classifier; model {model.name!r} outputs "
                         f"{model.output_shape[1:]} ({model_head_type(model)}). Use translation_equivariance.")
-    x = _images(model, images)
-    base = model.predict(x, verbose=0)
+    x = as_images(model, images)
+    base = run(model, x)
     top = base.argmax(axis=-1)
     results = []
     for dy, dx in shifts:
-        out = model.predict(shift_images(x, int(dy), int(dx)), verbose=0)
+        out = run(model, shift_images(x, int(dy), int(dx)))
         results.append({"shift": [int(dy), int(dx)], "agreement": float(np.mean(out.argmax(axis=-1) == top)),
                         "mean_abs_probability_change": float(np.abs(out - base).sum(axis=-1).mean() / 2)})
     return {"shifts": results, "mean_agreement": float(np.mean([r["agreement"] for r in results]))}
 
 
-def _grid(tiles: list[np.ndarray], titles: list[str], path: str | os.PathLike, suptitle: str,
-          cmap: str | None) -> Path:
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+def invariance_curve(model: keras.Model, images: Any, max_shift: int) -> dict:
+    """Top-1 kept and mean probability change against the shift ``k = 0..max_shift`` pixels.
 
-    cols = min(8, len(tiles))
-    rows = math.ceil(len(tiles) / cols)
-    fig = Figure(figsize=(1.3 * cols, 1.4 * rows + 0.5))
-    for i, (tile, title) in enumerate(zip(tiles, titles)):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(tile, cmap=cmap, interpolation="nearest")
-        ax.set_title(title, fontsize=7)
-        ax.axis("off")
-    fig.suptitle(suptitle, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    return Path(path)
-
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    lo, hi = float(a.min()), float(a.max())
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-
-
-def save_filter_grid(model: keras.Model, path: str | os.PathLike, layer_name: str | None = None,
-                     max_filters: int = 64) -> Path:
-    """Draw a conv layer's kernels (RGB for 3 input channels, grey otherwise: channel 0) as a PNG grid.
+    Each ``k`` averages the four shifts up, down, left and right.
 
     Args:
-        model: A Keras model.
-        path: Destination ``.png``.
-        layer_name: A Conv2D/DepthwiseConv2D layer (default: the first one).
-        max_filters: Draw at most this many kernels.
+        model: A classifier taking raw 0..255 images.
+        images: ``(N, H, W, C)`` images.
+        max_shift: Largest shift in pixels.
 
     Returns:
-        The written path.
+        ``{"shifts": [0..K], "top1_kept": [...], "probability_change": [...]}``.
     """
-    convs = [lay for lay in model.layers if isinstance(lay, _CONV)]
-    if not convs:
-        raise UserError(f"model {model.name!r} has no convolution layer to draw.")
-    layer = convs[0] if layer_name is None else next((c for c in convs if c.name == layer_name), None)
-    if layer is None:
-        raise UserError(f"layer {layer_name!r} is not a convolution of model {model.name!r}. "
-                        f"Choose one of: {', '.join(c.name for c in convs)}")
-    kernel = layer.get_weights()[0]  # (kh, kw, in, out) or depthwise (kh, kw, in, multiplier)
-    kernel = kernel.reshape(kernel.shape[0], kernel.shape[1], kernel.shape[2], -1)
-    rgb = kernel.shape[2] == 3 and not isinstance(layer, (layers.DepthwiseConv2D, layers.SeparableConv2D))
-    count = min(max_filters, kernel.shape[3])
-    tiles = [_unit(kernel[:, :, :, i]) if rgb else _unit(kernel[:, :, 0, i]) for i in range(count)]
-    note = "" if rgb or kernel.shape[2] == 1 else " (input channel 0)"
-    return _grid(tiles, [str(i) for i in range(count)], path, f"{layer.name}: {count} kernels{note}",
-                 None if rgb else "gray")
-
-
-def save_activation_grid(model: keras.Model, image: Any, path: str | os.PathLike, layer_name: str | None = None,
-                         max_maps: int = 64) -> Path:
-    """Draw one image's feature maps at a layer as a PNG grid.
-
-    Args:
-        model: A Keras model taking raw 0..255 images.
-        image: One ``(H, W, C)`` image (or a batch; the first is used).
-        path: Destination ``.png``.
-        layer_name: A layer with an H x W x C output (default: the first conv-like one).
-        max_maps: Draw at most this many channels.
-
-    Returns:
-        The written path.
-    """
-    x = _images(model, image)[:1]
-    layer = _layer(model, layer_name, "first")
-    fmap = keras.Model(model.inputs, layer.output).predict(x, verbose=0)[0]
-    count = min(max_maps, fmap.shape[-1])
-    tiles = [_unit(fmap[:, :, i]) for i in range(count)]
-    return _grid(tiles, [str(i) for i in range(count)], path,
-                 f"{layer.name}: {count} of {fmap.shape[-1]} feature maps ({fmap.shape[0]}x{fmap.shape[1]})", "viridis")
+    kept, change = [], []
+    for k in range(max_shift + 1):
+        dirs = [(0, 0)] if k == 0 else [(k, 0), (-k, 0), (0, k), (0, -k)]
+        res = prediction_invariance(model, images, shifts=dirs)["shifts"]
+        kept.append(float(np.mean([r["agreement"] for r in res])))
+        change.append(float(np.mean([r["mean_abs_probability_change"] for r in res])))
+    return {"shifts": list(range(max_shift + 1)), "top1_kept": kept, "probability_change": change}

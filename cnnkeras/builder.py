@@ -180,16 +180,21 @@ def model_head_type(model: keras.Model) -> str:
 
 
 def model_outputs_logits(model: keras.Model) -> bool:
-    """Whether the model outputs logits (linear ``predictions``) rather than probabilities.
+    """Whether the model outputs logits rather than probabilities (the one detector training and export use).
+
+    The last layer decides when it is a ``Softmax`` layer or has an activation of its own (an
+    ``Activation`` layer, a ``Dense``/``Conv2D`` head); a last layer without one (e.g. a ``Reshape``
+    after the head) defers to the ``predictions`` layer.
 
     Args:
-        model: A Keras model; the ``predictions`` layer (or else the last layer) is inspected.
+        model: A Keras model.
 
     Returns:
-        True when the output activation is linear (use ``from_logits=True`` in the loss).
+        True unless the output activation is softmax or sigmoid (use ``from_logits=True`` in the loss).
     """
-    layer = _predictions_layer(model) or model.layers[-1]
+    last = model.layers[-1]
+    if isinstance(last, layers.Softmax):
+        return False
+    layer = last if hasattr(last, "activation") else (_predictions_layer(model) or last)
     activation = getattr(layer, "activation", None)
-    if layer is model.layers[-1] and isinstance(layer, layers.Activation):
-        activation = layer.activation
-    return getattr(activation, "__name__", "linear") == "linear"
+    return getattr(activation, "__name__", "linear") not in ("softmax", "sigmoid")

@@ -1,4 +1,5 @@
-"""Shared CLI harness: one ``cnnkeras`` command with subcommands contributed by each package.
+"""Shared CLI harness (one ``cnnkeras`` command with subcommands contributed by each package) and the
+``summary`` subcommand. The command itself is composed in :mod:`cnnkeras.main`.
 
 Each package exposes ``register(subparsers)``, adding its subcommands; every subcommand sets
 ``func=handler`` where ``handler(args) -> int``. :func:`run_main` maps outcomes to exit codes:
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cnnkeras.errors import UserError
 
@@ -23,64 +25,115 @@ class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 2 and a one-line hint (argparse default)."""
 
 
-def build_parser(prog: str, registrars: Iterable[Registrar], description: str = "") -> argparse.ArgumentParser:
+def build_parser(prog: str, registrars: Iterable[Registrar], description: str = "",
+                 epilog: str | None = None) -> argparse.ArgumentParser:
     """Build the top-level parser from the packages' ``register`` functions.
 
     Args:
         prog: Program name shown in usage lines.
         registrars: Functions that add subcommands to the subparsers object.
         description: Text shown by ``--help``.
+        epilog: Text shown after the command list.
 
     Returns:
         The configured parser.
     """
-    parser = _Parser(prog=prog, description=description)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    from cnnkeras import __version__
+
+    parser = _Parser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own log lines unfiltered")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="commands")
     sub.required = True
     for register in registrars:
         register(sub)
     return parser
 
 
+def command_list(parser: argparse.ArgumentParser) -> str:
+    """The usage line and one line per command (what a bare ``cnnkeras`` prints).
+
+    Args:
+        parser: A parser from :func:`build_parser`.
+
+    Returns:
+        The text.
+    """
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    width = max(len(a.dest) for a in sub._choices_actions) + 2
+    lines = [parser.format_usage().rstrip(), "", "commands:"]
+    lines += [f"  {a.dest:<{width}}{a.help}" for a in sub._choices_actions]
+    lines += ["", f"'{parser.prog} COMMAND --help' shows a command's options; '{parser.prog} --version' the version."]
+    return "\n".join(lines)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (the CLI's filter swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        handlers=[_StderrHandler()])
+    # TF's logger has its own stderr handler as well: drop it so each record prints once, in our format.
+    logging.getLogger("tensorflow").handlers.clear()
+    if not verbose:  # TF's own INFO chatter ("Assets written to ...", checkpoint sharding) needs -v
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the command imports TensorFlow
+
+
 def run_main(prog: str, registrars: Iterable[Registrar], argv: Sequence[str] | None = None,
-             description: str = "") -> int:
+             description: str = "", epilog: str | None = None) -> int:
     """Parse ``argv``, run the chosen subcommand and return the process exit code.
+
+    Without arguments it prints the command list. TensorFlow's native log noise is filtered while the
+    command runs (:func:`cnnkeras.native_stderr.cli_filter`; ``-v`` or ``CNNKERAS_TF_LOGS=1`` shows it).
 
     Args:
         prog: Program name.
         registrars: The packages' ``register`` functions.
         argv: Arguments (defaults to ``sys.argv[1:]``).
         description: Text shown by ``--help``.
+        epilog: Text shown after the command list by ``--help``.
 
     Returns:
         0 on success, 2 on a user error, 1 on an internal failure.
     """
-    parser = build_parser(prog, registrars, description)
+    from cnnkeras.native_stderr import cli_filter
+
+    parser = build_parser(prog, registrars, description, epilog)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(command_list(parser))
+        return 0
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    # TF's logger has its own stderr handler as well: drop it so each record prints once, in our format.
-    logging.getLogger("tensorflow").handlers.clear()
-    if not args.verbose:  # TF's own INFO chatter ("Assets written to ...", checkpoint sharding) needs -v
-        for name in ("tensorflow", "absl"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # internal failure: keep the traceback, it is a bug report
-        traceback.print_exc()
-        print(f"{prog} {args.command}: internal error (this is a bug; please report it with the traceback above)",
-              file=sys.stderr)
-        return 1
+    with cli_filter(enabled=not args.verbose):
+        _configure_logging(args.verbose)
+        try:
+            return int(args.func(args) or 0)
+        except UserError as exc:
+            print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # a message (train: what was saved, how to resume) comes with it
+            print(f"{prog} {args.command}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
+            return 130
+        except Exception:  # internal failure: keep the traceback, it is a bug report
+            traceback.print_exc()
+            print(f"{prog} {args.command}: internal error (this is a bug; please report it with the traceback "
+                  "above)", file=sys.stderr)
+            return 1
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -110,6 +163,13 @@ def _summary_command(args: argparse.Namespace) -> int:
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
     target = args.model
+    from cnnkeras.backbones import model_for_name
+
+    backbone = model_for_name(target, shape, args.num_classes, getattr(args, "alpha", None))
+    if backbone is not None:  # a keras.applications backbone (random weights: sizes only)
+        summary = cnnkeras.summarize(backbone)
+        print(json.dumps(summary.to_dict(), indent=2) if args.json else summary)
+        return 0
     if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or Path(target).is_file():
         spec = cnnkeras.ModelSpec.from_file(target)
         data = spec.to_dict()
@@ -128,23 +188,25 @@ def _summary_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``summary`` and ``analyze`` subcommands.
+    """Add the ``summary`` subcommand.
 
     Args:
         subparsers: The top-level parser's subparsers object.
     """
-    from cnnkeras.zoo import list_models
+    from cnnkeras.backbones import list_backbones  # no TensorFlow either
+    from cnnkeras.zoo import list_models  # no TensorFlow: the zoo builds models only when asked
 
     p = subparsers.add_parser("summary", help="per-layer table of a zoo model or a spec file",
                               description="Print output shape, params, MACs, receptive field and activation "
                                           "memory of every layer of a zoo model or a YAML/JSON spec file.",
-                              epilog=f"zoo models: {', '.join(list_models())}")
+                              epilog=f"zoo models: {', '.join(list_models())}; backbones (default input 96,96,3): "
+                                     f"{', '.join(list_backbones())}")
     p.add_argument("model", metavar="NAME|SPEC_FILE", help="a zoo model name (see the list below) or a spec file")
     p.add_argument("--input-shape", metavar="H,W,C", help="input shape (zoo default 32,32,3; a spec file's own)")
     p.add_argument("--num-classes", type=int, metavar="N", help="number of classes (zoo default 10)")
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier of a backbone (see cnnkeras.backbones)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_summary_command)
-    register_analyze(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,95 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main("cnnkeras", [register], argv)
 
 
-def _load_images(paths: Sequence[str], input_shape: tuple) -> "Any":
-    """Images for ``analyze``: ``.npz`` (key ``x``/``images`` or the first array), ``.npy`` or image files."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from cnnkeras.errors import UserError
-
-    h, w, c = input_shape
-    batches = []
-    for name in paths:
-        path = Path(name)
-        if not path.is_file():
-            raise UserError(f"--images: file not found: {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".npz", ".npy"):
-            try:
-                data = np.load(path)
-            except (OSError, ValueError) as exc:
-                raise UserError(f"--images: cannot read {path}: {exc}") from None
-            if suffix == ".npz":
-                key = next((k for k in ("x", "images", "x_test") if k in data.files), data.files[0])
-                data = data[key]
-            batches.append(np.asarray(data, dtype="float32").reshape(-1, h, w, c) if data.size % (h * w * c) == 0
-                           else data)
-        else:
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("L" if c == 1 else "RGB").resize((w, h))
-                    batches.append(np.asarray(img, dtype="float32").reshape(1, h, w, c))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UserError(f"--images: {path} is not a readable image: {exc}") from None
-    return np.concatenate(batches) if len(batches) > 1 else batches[0]
-
-
-def _analyze_command(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from cnnkeras import analysis
-    from cnnkeras._keras import keras
-    from cnnkeras.builder import model_head_type
-    from cnnkeras.errors import UserError
-    from cnnkeras.fileio import atomic_write_json
-
-    path = Path(args.model)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise UserError(f"model not found: {path} (pass a .keras file or a run directory holding model.keras)")
-    try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # a corrupt or foreign file is the user's input, not our bug
-        raise UserError(f"cannot load {path} as a Keras model: {exc}") from None
-    images = _load_images(args.images, tuple(model.input_shape[1:]))
-    out = Path(args.out) if args.out else path.parent / "analysis"
-    shift = args.shift
-    report: dict = {"model": str(path), "images": int(len(images))}
-    layer = analysis._layer(model, args.layer, "last").name
-    stride = analysis.feature_stride(model, layer)
-    steps = [(shift * stride[0], 0), (0, shift * stride[1])]
-    report["equivariance"] = analysis.translation_equivariance(model, images, layer, shifts=steps)
-    if model_head_type(model) == "classifier":
-        report["invariance"] = analysis.prediction_invariance(
-            model, images, shifts=[(0, shift), (shift, 0), (0, -shift), (-shift, 0)])
-    report["filters_png"] = str(analysis.save_filter_grid(model, out / "filters.png"))
-    report["activations_png"] = str(analysis.save_activation_grid(model, images[0], out / "activations.png"))
-    atomic_write_json(out / "analysis.json", report)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def register_analyze(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``analyze`` subcommand (equivariance/invariance measurements and pictures).
+def main(argv: Sequence[str] | None = None) -> int:
+    """Kept for callers of ``cnnkeras.cli.main``: the full ``cnnkeras`` command (:func:`cnnkeras.main.main`).
 
     Args:
-        subparsers: The top-level parser's subparsers object.
+        argv: Arguments (defaults to ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
     """
-    p = subparsers.add_parser("analyze", help="translation equivariance/invariance, filter and activation pictures",
-                              description="Measure translation equivariance of a layer's feature maps and "
-                                          "invariance of predictions on given images; draw filters and "
-                                          "activations as PNG.")
-    p.add_argument("model", metavar="MODEL", help="a .keras file or a run directory holding model.keras")
-    p.add_argument("--images", nargs="+", required=True, metavar="FILE",
-                   help=".npz/.npy arrays (raw 0..255 pixels) or image files")
-    p.add_argument("--layer", help="feature-map layer to measure (default: the last one)")
-    p.add_argument("--shift", type=int, default=1,
-                   help="shift in feature-map cells for equivariance, in pixels for invariance (default 1)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: MODEL's folder/analysis)")
-    p.set_defaults(func=_analyze_command)
+    from cnnkeras.main import main as full
+
+    return full(argv)

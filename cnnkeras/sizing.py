@@ -182,6 +182,40 @@ def _plan_layer(layer: Layer, name: str, shape: Shape) -> PlannedLayer:
     raise SpecError(f"{name}: unsupported layer {layer!r}")  # unreachable for parsed specs
 
 
+# Limits that keep a spec buildable: TensorFlow and TFLite index tensors with int32, and a .tflite
+# flatbuffer cannot exceed 2 GiB (float32 weights: 2**29 parameters).
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+MAX_TOTAL_WEIGHTS = 2**29
+MAX_LAYERS = 1000
+
+
+def layer_weights(item: PlannedLayer) -> int:
+    """Weights of one planned conv/dense layer (kernel only: the size check needs the order of magnitude)."""
+    layer = item.layer
+    if isinstance(layer, Conv):
+        kh, kw = as_pair(layer.kernel)
+        cin = item.input_shape[2]
+        return kh * kw * (1 if layer.depthwise else cin) * item.output_shape[2] + \
+            (kh * kw * cin if layer.separable else 0)
+    if isinstance(layer, Dense):
+        return item.input_shape[0] * layer.units
+    return sum(layer_weights(child) for child in item.children)
+
+
+def _check_size(item: PlannedLayer) -> None:
+    """Refuse a layer whose output or weight tensor cannot exist in TensorFlow/TFLite."""
+    elements = math.prod(item.output_shape)
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise SpecError(f"{item.name} ({item.layer.type}) outputs {_describe(item.output_shape)} = {elements:,} "
+                        f"values per image, more than the {MAX_TENSOR_ELEMENTS:,} a TensorFlow/TFLite tensor can "
+                        "index. Fix: use a smaller input_shape, fewer filters, or downsample earlier.")
+    weights = layer_weights(item) if not item.children else 0
+    if weights > MAX_TENSOR_ELEMENTS:
+        raise SpecError(f"{item.name} ({item.layer.type}) needs a weight tensor of {weights:,} values, more than "
+                        f"the {MAX_TENSOR_ELEMENTS:,} a tensor can hold. Fix: fewer filters/units, or pool "
+                        "before flatten + dense.")
+
+
 def _plan_sequence(layers: list, shape: Shape, prefix: str = "") -> list[PlannedLayer]:
     counters: dict[str, int] = {}
     planned = []
@@ -191,6 +225,7 @@ def _plan_sequence(layers: list, shape: Shape, prefix: str = "") -> list[Planned
         default = f"{prefix}{base}" if layer.type in ("flatten", "global_pool") and counters[layer.type] == 1 \
             else f"{prefix}{base}{counters[layer.type]}"
         item = _plan_layer(layer, layer.name or default, shape)
+        _check_size(item)
         planned.append(item)
         shape = item.output_shape
     return planned
@@ -217,8 +252,16 @@ def plan(spec: ModelSpec) -> list[PlannedLayer]:
         SpecError: A layer's hyperparameters do not work out on its input (names layer, numbers, rule),
             a duplicate layer name, or a head that does not fit the body's output.
     """
+    if math.prod(spec.input_shape) > MAX_TENSOR_ELEMENTS:
+        raise SpecError(f"input_shape {_describe(spec.input_shape)} = {math.prod(spec.input_shape):,} values per "
+                        f"image, more than the {MAX_TENSOR_ELEMENTS:,} a TensorFlow/TFLite tensor can index. "
+                        "Fix: resize the images (--image-size) to a smaller input_shape.")
     planned = _plan_sequence(spec.layers, tuple(spec.input_shape))
     names = _all_names(planned)
+    if len(names) > MAX_LAYERS:
+        raise SpecError(f"the spec has {len(names):,} layers, more than the limit of {MAX_LAYERS:,}. "
+                        "Fix: use fewer layers (or residual blocks).")
+
     reserved = {"input", "normalization", "predictions"}
     seen: set[str] = set()
     for n in names:
@@ -234,6 +277,12 @@ def plan(spec: ModelSpec) -> list[PlannedLayer]:
     if spec.head.type == "dense_map" and len(out) != 3:
         raise SpecError(f"head (dense_map) needs an H x W x C feature map but the last layer outputs a flat "
                         f"vector of {out[0]} values. Fix: remove the flatten/global_pool/dense layers.")
+    head = out[-1] * spec.num_classes if spec.head.type != "none" else 0
+    total = sum(layer_weights(item) for item in planned) + head
+    if max(head, total) > MAX_TOTAL_WEIGHTS:
+        raise SpecError(f"the spec needs about {total:,} weights (head: {out[-1]:,} inputs x {spec.num_classes:,} "
+                        f"classes), more than the {MAX_TOTAL_WEIGHTS:,} that fit in a 2 GiB .tflite file. Fix: fewer "
+                        "filters/units/classes, or pool before flatten + dense.")
     return planned
 
 

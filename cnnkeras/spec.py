@@ -21,21 +21,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cnnkeras.errors import SpecError
+from cnnkeras.errors import SpecError, UserError
 from cnnkeras.fileio import atomic_write_text
 from cnnkeras.spec_layers import (LAYER_TYPES, Conv, Dense, Dropout, Flatten, GlobalPool, Layer, Pool,  # noqa: F401
                                   Residual, _choice, _closest, _from_fields, _is_int, _name, _positive_int,
+                                  _short,
                                   _rate, layer_from_dict, layer_to_dict)
 
 __all__ = ["LAYER_TYPES", "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "Head", "Layer", "ModelSpec",
            "Normalization", "Pool", "Residual", "layer_from_dict", "layer_to_dict", "validate_input_shape"]
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.-]*")
+_MAX_LAYERS = 1000  # cnnkeras.sizing.MAX_LAYERS counts residual blocks' layers too
+
 
 @dataclass
 class Head:
@@ -85,6 +93,12 @@ class Normalization:
                 setattr(self, key, [float(v) for v in value])
             if any(s <= 0 for s in self.std):
                 raise SpecError(f"{where}: every 'std' must be > 0. Received: std={self.std!r}")
+        scale, offset = self.scale_offset()
+        values = [v for x in (scale, offset) for v in (x if isinstance(x, list) else [x])]
+        if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in values):
+            raise SpecError(f"{where}: the input scale/offset must be finite float32 numbers (|x| <= 3.4e38); "
+                            f"these values give scale={scale!r}, offset={offset!r}. Use pixel statistics on the "
+                            f"0..255 scale (std >= 1e-3).")
 
     @classmethod
     def from_data(cls, images: Any) -> "Normalization":
@@ -116,7 +130,7 @@ class Normalization:
             return 1.0, 0.0
         if self.type == "rescale":
             return float(self.scale), float(self.offset)
-        return [1.0 / s for s in self.std], [-m / s for m, s in zip(self.mean, self.std)]
+        return [1.0 / s for s in self.std], [-m / s for m, s in zip(self.mean, self.std)]  # inf: see validate()
 
 
 def validate_input_shape(input_shape: Any, where: str = "input_shape") -> tuple[int, int, int]:
@@ -165,8 +179,12 @@ class ModelSpec:
         Args:
             where: Location used in error messages (a file name, for example).
         """
-        if not isinstance(self.name, str) or not self.name or " " in self.name:
-            raise SpecError(f"{where}: 'name' must be a non-empty string without spaces. Received: name={self.name!r}")
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise SpecError(f"{where}: 'name' must be a non-empty ASCII name of letters, digits, '_', '.' or '-' "
+                            f"(TensorFlow scope names), e.g. tiny_cnn. Received: name={_short(self.name)}")
+        if not isinstance(self.layers, list) or len(self.layers) > _MAX_LAYERS:
+            count = f"{len(self.layers):,} layers" if isinstance(self.layers, list) else _short(self.layers)
+            raise SpecError(f"{where}: 'layers' must be a list of at most {_MAX_LAYERS:,} layers. Received: {count}")
         self.input_shape = validate_input_shape(self.input_shape, f"{where}: input_shape")
         self.num_classes = _positive_int(where, "num_classes", self.num_classes)
         if not isinstance(self.layers, list):
@@ -211,6 +229,9 @@ class ModelSpec:
             if key not in data:
                 raise SpecError(f"{where}: missing required key '{key}'.")
         data = dict(data)
+        if isinstance(data["layers"], list) and len(data["layers"]) > _MAX_LAYERS:
+            raise SpecError(f"{where}: 'layers' must be a list of at most {_MAX_LAYERS:,} layers. "
+                            f"Received: {len(data['layers']):,} layers")
         data["layers"] = [layer_from_dict(d, f"{where}: layers[{i}]") for i, d in enumerate(data["layers"] or [])] \
             if isinstance(data["layers"], list) else data["layers"]
         spec = cls.__new__(cls)
@@ -255,13 +276,22 @@ class ModelSpec:
                 hint = (f" If {str(path)!r} is a zoo model name, use cnnkeras.create_model({str(path)!r}, input_shape, "
                         "num_classes) (cnnkeras.list_models() lists them).")
             raise SpecError(f"spec file not found: {path}.{hint}")
-        text = path.read_text(encoding="utf-8")
+        try:
+            from cnnkeras.safe_load import read_text  # imports numpy: not at CLI start-up
+            text = read_text(path, "spec file")
+        except UserError as exc:
+            raise SpecError(str(exc)) from None
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
                 data = yaml.safe_load(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise SpecError(f"{path}: nested too deeply to be a spec (a spec is a mapping of a few levels: layers, "
+                            f"a residual's layers).") from None
+        except ValueError as exc:  # JSONDecodeError, and int() of a 5,000-digit literal
+            if not isinstance(exc, json.JSONDecodeError):
+                raise SpecError(f"{path}: invalid JSON: {exc}") from None
             raise SpecError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -29,9 +30,21 @@ def _is_int(value: Any) -> bool:
         hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and getattr(value, "ndim", 1) == 0)
 
 
-def _positive_int(where: str, key: str, value: Any, *, minimum: int = 1) -> int:
+# Every size in a spec must fit TensorFlow's int32 shapes; larger values are typos or attacks.
+MAX_INT = 2**31 - 1
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters (a 300-digit number or a huge list stays readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _positive_int(where: str, key: str, value: Any, *, minimum: int = 1, maximum: int = MAX_INT) -> int:
     if not _is_int(value) or int(value) < minimum:
-        raise SpecError(f"{where}: '{key}' must be an integer >= {minimum}. Received: {key}={value!r}")
+        raise SpecError(f"{where}: '{key}' must be an integer >= {minimum}. Received: {key}={_short(value)}")
+    if int(value) > maximum:
+        raise SpecError(f"{where}: '{key}' must be at most {maximum:,}. Received: {key}={_short(value)}")
     return int(value)
 
 
@@ -72,9 +85,9 @@ def _rate(where: str, key: str, value: Any) -> float:
 def _name(where: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or any(c in value for c in " /:"):
-        raise SpecError(f"{where}: 'name' must be a non-empty string without spaces, '/' or ':'. "
-                        f"Received: name={value!r}")
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.][A-Za-z0-9_.-]*", value):
+        raise SpecError(f"{where}: 'name' must be a non-empty ASCII name of letters, digits, '_', '.' or '-' "
+                        f"(no spaces, '/' or ':'). Received: name={_short(value)}")
     return value
 
 

@@ -2,16 +2,18 @@
 
 ``export_run(run_dir, ...)`` writes every requested format with ``metadata.json`` and a verification
 report; ``export.runtime.load_predictor(path)`` runs any artifact on raw pixels. Attributes are
-imported lazily so that light submodules (the TFLM worker) do not pay for TensorFlow.
+imported lazily so that ``import export`` (and the CLI's start-up) does not pay for TensorFlow; the
+TFLM child process (``export/tflm_worker.py``, started by path) imports neither this package nor
+TensorFlow.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from export.errors import ExportError
+from export.errors import ExportCheckFailed, ExportError
 
-__all__ = ["ExportError", "export_run", "export_model", "load_predictor", "check_model"]
+__all__ = ["ExportCheckFailed", "ExportError", "export_run", "export_model", "load_predictor", "check_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
-"""``python -m export``: the full ``cnnkeras`` command."""
+"""``python -m export``: the ``cnnkeras`` command (all subcommands; export's are export, predict, check)."""
 
 import sys
 
-from export.cli import main
+from cnnkeras.main import main
 
 sys.exit(main())

@@ -26,35 +26,55 @@ _TF_OP = re.compile(r"'tf\.(\w+)'")
 
 
 def build_for_check(model: str | Path, input_shape: Sequence[int] | None = None,
-                    num_classes: int | None = None) -> keras.Model:
+                    num_classes: int | None = None, verify: bool = True, alpha: float | None = None) -> keras.Model:
     """Build (or load) the model named on the command line.
 
     Args:
         model: A zoo name, a YAML/JSON spec file or a ``.keras`` file.
         input_shape: ``(H, W, C)`` override (zoo default 32x32x3).
         num_classes: Class count override (zoo default 10).
+        verify: Check a ``.keras`` file's sha256 against a ``metadata.json`` beside it.
+        alpha: Width multiplier of a ``keras.applications`` backbone (``cnnkeras.backbones``).
 
     Returns:
         The Keras model (random weights unless loaded from ``.keras``).
     """
     import cnnkeras
+    from cnnkeras.backbones import model_for_name
+
+    if num_classes is not None and (isinstance(num_classes, bool) or not 1 <= num_classes <= 100_000):
+        raise ExportError(f"--num-classes must be a whole number from 1 to 100,000. Received: {num_classes!r}")
+    backbone = model_for_name(str(model), input_shape, num_classes, alpha)
+    if backbone is not None:
+        # Random weights leave a deep backbone's activations near zero in inference mode (BN statistics 0/1),
+        # which gives degenerate int8 ranges (TFLM aborts on a ~1e-8 softmax input scale). Set the BN
+        # statistics from random images, as training's precise-BN step does, so the ranges are a working net's.
+        from training.batchnorm import recompute_statistics
+
+        x = np.random.default_rng(0).uniform(0, 255, (2, 8, *backbone.input_shape[1:])).astype(np.float32)
+        recompute_statistics(backbone, list(x))
+        return backbone
 
     path = Path(str(model))
     if path.suffix == ".keras":
+        from export.metadata import verify_integrity
         from export.runtime import load_keras_model
 
+        if verify and path.exists():
+            verify_integrity(path)
         return load_keras_model(path)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         data = cnnkeras.ModelSpec.from_file(path).to_dict()
         if input_shape:
             data["input_shape"] = list(input_shape)
-        if num_classes:
+        if num_classes is not None:
             data["num_classes"] = num_classes
         return cnnkeras.build_model(cnnkeras.ModelSpec.from_dict(data))
     if str(model) not in cnnkeras.list_models():
         raise ExportError(f"{model!r} is neither a zoo model ({', '.join(cnnkeras.list_models())}), a spec file "
                           "(.yaml/.json) nor a .keras file.")
-    return cnnkeras.create_model(str(model), tuple(input_shape or (32, 32, 3)), num_classes or 10)
+    return cnnkeras.create_model(str(model), tuple(input_shape or (32, 32, 3)),
+                                 10 if num_classes is None else num_classes)
 
 
 def _issue(where: str, problem: str, fix: str) -> dict:

@@ -1,35 +1,68 @@
-"""``cnnkeras export``, ``cnnkeras predict`` and ``cnnkeras check``; ``main`` composes every package's CLI."""
+"""``cnnkeras export``, ``cnnkeras predict`` and ``cnnkeras check`` (the command is composed in :mod:`cnnkeras.main`).
+
+The export flags are derived from :class:`export.options.ExportOptions` (:mod:`cnnkeras.cliargs`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from cnnkeras.cli import run_main
+from cnnkeras.cliargs import Flag, add_dataclass_arguments, collect
 from export.errors import ExportError
 from export.formats import FORMATS
 
 log = logging.getLogger(__name__)
 
 
-def _export_command(args: argparse.Namespace) -> int:
-    from export.exporter import export_run
-    from export.verify import table
+# What ExportOptions' annotations cannot say. A new ExportOptions field is a new flag with no edit here.
+EXPORT_FLAGS: dict[str, Flag] = {
+    "formats": Flag(nargs="+", choices=list(FORMATS), metavar="FORMAT",
+                    help=f"formats to write (default: the defaults). Choices: {', '.join(FORMATS)}"),
+    "out": Flag(metavar="DIR"),
+    "calibration_samples": Flag(metavar="N"),
+    "qat_epochs": Flag(metavar="N"),
+    "prune": Flag(metavar="SPARSITY"),
+    "cluster": Flag(metavar="K"),
+    "keep_float": Flag(nargs="+", metavar="LAYER"),
+    "int8_io": Flag(choices=["int8", "uint8"]),
+    "latency_runs": Flag(metavar="N"),
+    "micro": Flag(help="include the TFLite-Micro package with the default formats (default: yes)"),
+}
 
-    report = export_run(args.run_dir, formats=args.formats, out=args.out,
-                        calibration_samples=args.calibration_samples, qat_epochs=args.qat_epochs,
-                        prune=args.prune, prune_2_4=args.prune_2_4, cluster=args.cluster, micro=args.micro,
-                        keep_float=args.keep_float, overwrite=args.overwrite, latency_runs=args.latency_runs,
-                        int8_io=args.int8_io, fine_tune_augment=args.fine_tune_augment)
+
+def export_out(run_dir: str | Path, out: str | None) -> Path:
+    """The export folder of a run: ``--out`` or ``RUN_DIR/export``."""
+    return Path(out) if out else Path(run_dir) / "export"
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    from export.options import ExportOptions
+
+    values, _ = collect(args, ExportOptions, EXPORT_FLAGS)
+    options = ExportOptions(**values)
+    out = export_out(args.run_dir, options.out)
+    if out.exists() and not options.overwrite:  # before any data is read (a folder dataset can take minutes)
+        raise ExportError(f"{out}: the export folder exists. Pass --overwrite to replace it, or choose another --out.")
+    from export.errors import ExportCheckFailed
+    from export.exporter import export_run
+    from export.verify import summary_line, table
+
+    try:
+        report = export_run(args.run_dir, **options.run_kwargs())
+    except ExportCheckFailed as exc:  # --strict: the folder and report are written; exit 3 for CI
+        report = exc.report
     print(table(report))
-    out = Path(args.out) if args.out else Path(args.run_dir) / "export"
     print(f"\nreport: {out / 'report.md'}")
     if report["failed"]:
-        raise ExportError(f"{len(report['failed'])} format(s) failed: {', '.join(report['failed'])} "
-                          f"(reasons in {out / 'report.md'}); the other artifacts were written and verified.")
+        print(f"cnnkeras export: CHECKS FAILED: {summary_line(report)} (reasons in {out / 'report.md'})"
+              + ("" if options.strict else "; the export completed (pass --strict to exit 3 on failures)"),
+              file=sys.stderr)
+        return 3 if options.strict else 0
     return 0
 
 
@@ -45,12 +78,55 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def resolve_artifact(path: str | Path, fmt: str | None) -> Path:
+    """The artifact ``predict`` runs: a file/folder as given, or from a run directory.
+
+    Args:
+        path: An artifact, a run directory (its ``model.keras``) or an export folder.
+        fmt: A format name (``--format``): that artifact of the run's ``export/`` folder.
+
+    Returns:
+        The artifact path.
+
+    Raises:
+        ExportError: The run has no such artifact (with the formats it has).
+    """
+    path = Path(path)
+    is_run = path.is_dir() and (path / "config.json").is_file() and not (path / "saved_model.pb").is_file()
+    is_export = path.is_dir() and (path / "metadata.json").is_file()
+    if fmt is None:
+        if is_run:
+            if not (path / "model.keras").is_file():
+                raise ExportError(f"{path}: the run has no model.keras (training did not finish). Finish it: "
+                                  f"cnnkeras train --resume {path}")
+            return path / "model.keras"
+        if is_export:
+            raise ExportError(f"{path} is an export folder: pass --format FORMAT or one artifact inside it.")
+        return path
+    folder = path / "export" if is_run else path
+    if not (is_run or is_export):
+        raise ExportError(f"--format needs a run directory or its export folder. Received: {path}")
+    target = folder / FORMATS[fmt].filename
+    if not target.exists():
+        have = [name for name, f in FORMATS.items() if (folder / f.filename).exists()]
+        hint = (f"it has: {', '.join(have)}" if have else
+                f"export it first: cnnkeras export {path} --formats {fmt}")
+        raise ExportError(f"{folder} has no {fmt} artifact ({FORMATS[fmt].filename}); {hint}.")
+    return target
+
+
 def _predict_command(args: argparse.Namespace) -> int:
     from export.predict import load_images, rank
     from export.runtime import load_predictor
 
-    predictor = load_predictor(args.artifact)
+    predictor = load_predictor(resolve_artifact(args.artifact, args.format), verify=not args.no_verify)
     probs = predictor.predict(load_images(args.images, predictor.input_shape))
+    if probs.ndim == 4:  # a class per pixel: masks + overlays (export.segpredict)
+        from export.segpredict import format_shares, write_masks
+
+        results = write_masks(args.images, probs, predictor.class_names, args.out)
+        print(json.dumps(results, indent=2) if args.json else "\n".join(map(format_shares, results)))
+        return 0
     results = rank(args.images, probs, predictor.class_names, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -64,7 +140,8 @@ def _check_command(args: argparse.Namespace) -> int:
     from cnnkeras.cli import parse_shape
     from export.check import build_for_check, check_model, format_check
 
-    model = build_for_check(args.model, parse_shape(args.input_shape) if args.input_shape else None, args.num_classes)
+    model = build_for_check(args.model, parse_shape(args.input_shape) if args.input_shape else None, args.num_classes,
+                            verify=not args.no_verify, alpha=getattr(args, "alpha", None))
     result = check_model(model, args.target)
     print(json.dumps(result, indent=2) if args.json else format_check(result))
     return 0 if result["ok"] else 2
@@ -76,66 +153,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     Args:
         subparsers: The top-level parser's subparsers object.
     """
+    from export.options import ExportOptions
+
     p = subparsers.add_parser("export", help="export a training run to every format and verify each artifact",
                               description="Write SavedModel/Keras/TFLite/TFLite-Micro artifacts with metadata.json "
                                           "and a verification report (report.json, report.md).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory from `cnnkeras train`")
-    p.add_argument("--formats", nargs="+", choices=list(FORMATS), metavar="FORMAT",
-                   help=f"formats to write (default: the defaults). Choices: {', '.join(FORMATS)}")
-    p.add_argument("--out", help="export folder (default RUN_DIR/export)")
-    p.add_argument("--calibration-samples", type=int, default=200, metavar="N",
-                   help="training images used to calibrate int8 (default 200)")
-    p.add_argument("--qat-epochs", type=int, default=2, metavar="N",
-                   help="fine-tuning epochs for QAT/pruning/clustering (default 2)")
-    p.add_argument("--fine-tune-augment", action="store_true",
-                   help="fine-tune QAT/pruning/clustering with the run's augmentation (default: plain images; "
-                        "try it with many --qat-epochs)")
-    p.add_argument("--prune", type=float, metavar="SPARSITY", help="add tflite_pruned_int8 at this sparsity, e.g. 0.5")
-    p.add_argument("--prune-2-4", action="store_true", help="2:4 structured pruning (adds tflite_pruned_int8)")
-    p.add_argument("--cluster", type=int, metavar="K", help="add tflite_clustered_int8 with K clusters")
-    p.add_argument("--micro", action=argparse.BooleanOptionalAction, default=True,
-                   help="include the TFLite-Micro package with the default formats (default: yes)")
-    p.add_argument("--keep-float", nargs="+", metavar="LAYER",
-                   help="also write model_int8_selective.tflite with these layers left in float")
-    p.add_argument("--int8-io", choices=["int8", "uint8"], default="int8",
-                   help="input/output type of the full-integer .tflite files (default int8; the micro "
-                        "package is always int8)")
-    p.add_argument("--latency-runs", type=int, default=50, metavar="N", help="timed single-image runs per artifact")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    add_dataclass_arguments(p, ExportOptions, EXPORT_FLAGS)
     p.set_defaults(func=_export_command)
 
-    p = subparsers.add_parser("predict", help="top-k classes of images with any exported artifact")
-    p.add_argument("artifact", metavar="ARTIFACT", help=".keras, .tflite, SavedModel folder or micro folder")
+    p = subparsers.add_parser("predict", help="top-k classes of images with a run's model or any exported artifact",
+                              description="Classify images with a run directory's model.keras (or, with --format, "
+                                          "an artifact of its export/ folder) or any artifact file/folder.")
+    p.add_argument("artifact", metavar="RUN_DIR|ARTIFACT",
+                   help="a run directory, an export folder (with --format), .keras, .tflite, SavedModel or micro folder")
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--format", choices=list(FORMATS), metavar="FORMAT",
+                   help=f"run the run's exported artifact of this format instead of model.keras: {', '.join(FORMATS)}")
     p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
                    help="classes shown per image, best first (default 3; at most the number of classes)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="segmentation models: folder for <stem>_mask.png (class ids) and <stem>_overlay.png")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check against metadata.json beside the artifact (structure is still checked)")
     p.set_defaults(func=_predict_command)
 
     p = subparsers.add_parser("check", help="will this model export? (before training)")
-    p.add_argument("model", metavar="MODEL|SPEC", help="zoo name, YAML/JSON spec or .keras file")
+    p.add_argument("model", metavar="MODEL|SPEC", help="zoo name, backbone (e.g. mobilenet_v2), YAML/JSON spec or .keras file")
     p.add_argument("--target", default="tflite-int8", choices=["tflite", "tflite-int8", "tflm", "qat"])
     p.add_argument("--input-shape", metavar="H,W,C")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier of a backbone (mobilenet, mobilenet_v2, "
+                   "mobilenet_v3_*; default input 96,96,3)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check of a .keras file against metadata.json beside it")
     p.set_defaults(func=_check_command)
 
 
-def _registrars() -> list:
-    from cnnkeras.cli import register as summary
-
-    regs = [summary]
-    try:
-        from training.cli import register as train
-    except ImportError as exc:  # training not installed in this checkout
-        log.debug("training CLI unavailable: %s", exc)
-    else:
-        regs.append(train)
-    return [*regs, register]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``cnnkeras`` command: summary, train, augment-preview, export, predict, check.
+    """Kept for callers of ``export.cli.main``: the full ``cnnkeras`` command (:func:`cnnkeras.main.main`).
 
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
@@ -143,4 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    return run_main("cnnkeras", _registrars(), argv)
+    from cnnkeras.main import main as full
+
+    return full(argv)

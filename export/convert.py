@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from tensorflow.lite.python.convert_phase import ConverterError  # what TFLiteConverter.convert raises
 
 from cnnkeras._keras import keras, tf
 from cnnkeras.fileio import atomic_path
 from cnnkeras.native_stderr import filtered_native_stderr
+from cnnkeras.progress import timed
 from export.errors import ExportError
 from export.formats import Format
 
@@ -46,24 +48,44 @@ def save_keras(model: keras.Model, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_saved_model(model: keras.Model, path: str | Path) -> Path:
+def save_saved_model(model: keras.Model, path: str | Path, contract: dict | None = None) -> Path:
     """Write a SavedModel with one ``serving_default`` signature: raw pixels in, probabilities out.
+
+    With a ``contract`` the folder also carries it: ``assets/cnnkeras_contract.json`` and a
+    ``cnnkeras_contract`` signature (no inputs) that returns the same JSON as a string tensor, so the
+    class names and the I/O contract travel with a copied SavedModel.
 
     Args:
         model: The Keras model (normalization inside).
         path: Destination folder.
+        contract: The I/O contract (:func:`export.metadata.contract`), or ``None``.
 
     Returns:
         The written folder.
     """
+    import json
+
+    from export.metadata import SAVED_MODEL_ASSET, SAVED_MODEL_SIGNATURE
+
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: model(images, training=False)}
 
+    signatures = {SIGNATURE_KEY: serve.get_concrete_function()}
+    text = json.dumps(contract, sort_keys=True) if contract is not None else None
+    if text is not None:
+        @tf.function(input_signature=[])
+        def describe() -> dict[str, tf.Tensor]:
+            return {"contract_json": tf.constant(text)}
+
+        signatures[SAVED_MODEL_SIGNATURE] = describe.get_concrete_function()
     with atomic_path(path, is_dir=True) as tmp:
-        tf.saved_model.save(model, str(tmp), signatures={SIGNATURE_KEY: serve.get_concrete_function()})
+        tf.saved_model.save(model, str(tmp), signatures=signatures)
+        if text is not None:
+            (Path(tmp) / "assets").mkdir(exist_ok=True)
+            (Path(tmp) / "assets" / SAVED_MODEL_ASSET).write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -108,7 +130,7 @@ def check_calibration(x: np.ndarray, input_shape: Sequence[int], samples: int) -
     """
     if samples < 1:
         raise ExportError(f"--calibration-samples must be >= 1. Received: calibration_samples={samples}")
-    x = np.asarray(x)
+    x = np.asarray(x[:samples])  # the images calibration uses (a streamed split is never decoded whole)
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
         raise ExportError(
             f"calibration data has shape {tuple(x.shape)} but the model takes (N, {', '.join(map(str, input_shape))}). "
@@ -192,7 +214,7 @@ def run_converter(conv: "tf.lite.TFLiteConverter", what: str) -> bytes:
     try:
         with quiet_tflite():
             return bytes(conv.convert())
-    except Exception as exc:  # ConverterError and friends: name the ops and layers, not the MLIR dump
+    except (ConverterError, ValueError) as exc:  # what a model can cause; anything else is a bug (exit 1)
         text = str(exc)
         ops = sorted(set(_TF_OP.findall(text)) | {o.strip() for m in _SELECT_OPS.findall(text) for o in m.split(",")})
         if ops:
@@ -224,7 +246,9 @@ def to_tflite(model: keras.Model, fmt: Format,
     """
     conv = _converter(model)
     configure(conv, fmt.quantization, calibration, io_dtype)
-    data = run_converter(conv, fmt.name)
+    step = "calibrating and converting" if fmt.needs_calibration else "converting"
+    with timed(log, "%s %s", step, fmt.name):
+        data = run_converter(conv, fmt.name)
     if fmt.fully_integer:
         assert_fully_integer(data, fmt.name)
     return data
@@ -276,3 +300,40 @@ def assert_fully_integer(data: bytes, what: str) -> None:
             f"{what} must be fully integer but the converted graph has {len(info['float_tensors'])} float "
             f"tensor(s): {info['float_tensors'][:20]} in op(s) {info['float_ops']}. Replace those layers "
             "with int8-capable builtin ops (see `cnnkeras check MODEL --target tflite-int8`).")
+
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def weight_stats(data: bytes) -> dict:
+    """Sparsity and clustering facts measured on the weights a ``.tflite`` actually ships.
+
+    Measured on the artifact, not the Keras model: tfmot's wrappers hide the kernels of a
+    QAT/PQAT/CQAT model, and what a device runs is the converted graph.
+
+    Args:
+        data: A validated ``.tflite`` flatbuffer.
+
+    Returns:
+        ``{"weight_sparsity": zero fraction over every conv/dense filter,
+        "max_unique_per_channel": most distinct values in one output channel of any filter}``.
+    """
+    from export.runtime import open_litert
+
+    interp = open_litert(data, delegates=False)
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    zeros = total = unique = 0
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only op listing LiteRT offers
+        slot = _WEIGHT_OPS.get(op["op_name"])
+        if slot is None or len(op["inputs"]) <= slot or op["inputs"][slot] < 0:
+            continue
+        idx = int(op["inputs"][slot])
+        try:
+            w = np.asarray(interp.get_tensor(idx))
+        except ValueError:  # not a constant (runtime weights): nothing shipped to measure
+            continue
+        zeros, total = zeros + int(np.sum(w == 0)), total + w.size
+        axis = int(details[idx].get("quantization_parameters", {}).get("quantized_dimension", 0)) if w.ndim else 0
+        channels = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1) if w.ndim else w.reshape(1, -1)
+        unique = max(unique, max(len(np.unique(c)) for c in channels))
+    return {"weight_sparsity": round(zeros / total, 4) if total else 0.0, "max_unique_per_channel": unique}

@@ -103,6 +103,6 @@ def selective_int8(model: keras.Model, calibration: Calibration, keep_float: lis
     try:
         with convert.quiet_tflite():
             return bytes(_debugger(model, calibration, deny).get_nondebug_quantized_model())
-    except Exception as exc:
+    except (convert.ConverterError, ValueError) as exc:  # what the model can cause; anything else is a bug
         raise ExportError(f"--keep-float {' '.join(keep_float)}: selective quantization failed: {str(exc)[:400]}") \
             from exc

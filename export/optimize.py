@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cnnkeras._keras import keras, layers
+from cnnkeras.progress import epoch_logger
 from export.errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _tfmot():
 
 
 def outputs_logits(model: keras.Model) -> bool:
-    """Whether the model's last layer emits logits (linear) rather than probabilities.
+    """Whether the model emits logits: :func:`cnnkeras.builder.model_outputs_logits` (one detector).
 
     Args:
         model: A classifier.
@@ -68,10 +69,9 @@ def outputs_logits(model: keras.Model) -> bool:
     Returns:
         ``True`` when the final activation is not softmax/sigmoid.
     """
-    if isinstance(model.layers[-1], layers.Softmax):
-        return False
-    act = getattr(model.layers[-1], "activation", None)
-    return getattr(act, "__name__", "linear") not in ("softmax", "sigmoid")
+    from cnnkeras.builder import model_outputs_logits
+
+    return model_outputs_logits(model)
 
 
 def _fit(model: keras.Model, ft: FineTune, logits: bool, callbacks: list | None = None) -> keras.Model:
@@ -87,7 +87,7 @@ def _fit(model: keras.Model, ft: FineTune, logits: bool, callbacks: list | None 
     ds = make_train_dataset(ft.x, ft.y, num_classes, ft.batch_size, seed=ft.seed, epochs=ft.epochs,
                             augment=ft.augment)
     model.fit(ds, epochs=ft.epochs, steps_per_epoch=steps_per_epoch(len(ft.y), ft.batch_size), verbose=0,
-              callbacks=callbacks or [])
+              callbacks=[*(callbacks or []), epoch_logger(log, f"fine-tuning {model.name}")])
     return model
 
 
@@ -139,6 +139,28 @@ def _no_op_config():
     return RescalingQuantizeConfig
 
 
+def batch_norm_fold_plan(model: keras.Model) -> tuple[dict, list[str]]:
+    """Which BatchNormalization layers :func:`fold_batch_norm` folds, and which it keeps.
+
+    Args:
+        model: A functional model.
+
+    Returns:
+        ``({conv_name: bn_layer}, [names of BN layers kept])``: a BN is folded when it directly
+        follows a linear, non-depthwise ``Conv2D``.
+    """
+    bn_after, kept = {}, []
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            inbound = layer.inbound_nodes[0].inbound_layers
+            if isinstance(inbound, layers.Conv2D) and not isinstance(inbound, layers.DepthwiseConv2D) \
+                    and inbound.activation is keras.activations.linear:
+                bn_after[inbound.name] = layer
+            else:
+                kept.append(layer.name)
+    return bn_after, kept
+
+
 def fold_batch_norm(model: keras.Model) -> keras.Model:
     """Fold every ``Conv2D -> BatchNormalization`` pair into the convolution (inference-equivalent).
 
@@ -151,13 +173,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     Returns:
         A new model without BatchNormalization layers, same outputs up to float rounding.
     """
-    bn_after = {}
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            inbound = layer.inbound_nodes[0].inbound_layers
-            if isinstance(inbound, layers.Conv2D) and not isinstance(inbound, layers.DepthwiseConv2D) \
-                    and inbound.activation is keras.activations.linear:
-                bn_after[inbound.name] = layer
+    bn_after, _ = batch_norm_fold_plan(model)
     if not bn_after:
         return model
     bn_names = {bn.name: conv for conv, bn in bn_after.items()}

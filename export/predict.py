@@ -42,6 +42,10 @@ def read_class_names(artifact: str | Path, metadata: dict | None = None) -> list
     artifact = Path(artifact)
     names = (metadata or {}).get("class_names")
     if names:
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool)
+                                                  for n in names):
+            raise ExportError(f"metadata.json beside {artifact}: 'class_names' must be a list of names (strings). "
+                              f"Received: {type(names).__name__} {str(names)[:80]}. Re-run the export.")
         return [str(n) for n in names]
     for folder in (artifact, artifact.parent) if artifact.is_dir() else (artifact.parent,):
         labels = folder / LABELS_FILE

@@ -3,14 +3,18 @@
 Every predictor takes raw pixels (NHWC, 0..255 float, exactly what a camera gives; normalization is
 inside the model) and returns probabilities ``(N, classes)`` as float32. Quantized graphs are fed
 through the scale/zero point stored in the graph (mirrored in ``metadata.json``), so callers never
-hand-quantize. Files are validated before a native runtime sees them: a truncated or random-bytes
-file raises :class:`ExportError` instead of crashing the process.
+hand-quantize. Before a native runtime sees a file, :func:`load_predictor` checks its sha256 against
+``metadata.json`` when one sits beside it, and every ``.tflite`` passes structural validation
+(:mod:`export.validate`): a corrupt file raises :class:`ExportError` instead of crashing the process.
+Class names and the I/O contract come from inside the artifact first (``.tflite`` metadata,
+SavedModel assets), then ``metadata.json``, then a ``labels.txt`` beside it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -19,42 +23,32 @@ from typing import Sequence
 import numpy as np
 
 from cnnkeras.native_stderr import filtered_native_stderr
+from export import metadata
 from export.errors import ExportError
 from export.predict import read_class_names
+from export.validate import TFLITE_IDENTIFIER, validate_tflite_bytes  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-TFLITE_IDENTIFIER = b"TFL3"
-METADATA_FILE = "metadata.json"
+METADATA_FILE = metadata.METADATA_FILE
 
 
 def _read_metadata(artifact: Path) -> dict:
     for folder in (artifact.parent, artifact) if artifact.is_dir() else (artifact.parent,):
         meta = folder / METADATA_FILE
         if meta.is_file():
-            try:
-                return json.loads(meta.read_text())
-            except (OSError, ValueError) as exc:
-                raise ExportError(f"{meta}: metadata.json is not valid JSON ({exc}); re-run the export.") from exc
+            from cnnkeras.errors import UserError
+            from cnnkeras.safe_load import read_json
+
+            try:  # size, encoding, nesting and top-level type checked
+                return read_json(meta, "metadata.json")
+            except UserError as exc:
+                raise ExportError(f"{exc} Re-run the export (or delete it to predict without class names).") from None
     return {}
 
 
-def validate_tflite_bytes(data: bytes, where: str = "model") -> None:
-    """Cheap structural checks before LiteRT parses the flatbuffer.
-
-    Args:
-        data: File contents.
-        where: Path or name for the message.
-
-    Raises:
-        ExportError: Too small or without the ``TFL3`` file identifier.
-    """
-    if len(data) < 16 or data[4:8] != TFLITE_IDENTIFIER:
-        raise ExportError(f"{where}: not a TFLite flatbuffer (size {len(data)} bytes, missing the 'TFL3' "
-                          "identifier). The file is truncated or not a .tflite model; re-export it.")
-
-
-def open_litert(data: bytes, where: str = "model", num_threads: int | None = None, delegates: bool = True):
+def open_litert(data: bytes, where: str = "model", num_threads: int | None = None, delegates: bool = True,
+                reference_kernels: bool = False):
     """Open a ``.tflite`` flatbuffer with the LiteRT interpreter (XNNPACK on CPU).
 
     Args:
@@ -62,6 +56,7 @@ def open_litert(data: bytes, where: str = "model", num_threads: int | None = Non
         where: Path or name for messages.
         num_threads: Interpreter threads (``None``: LiteRT default).
         delegates: Apply the default XNNPACK delegate (off to inspect the graph's own ops).
+        reference_kernels: Run LiteRT's reference kernels (the ones TFLM runs), not the optimized ones.
 
     Returns:
         An ``ai_edge_litert.interpreter.Interpreter`` with tensors allocated.
@@ -73,6 +68,8 @@ def open_litert(data: bytes, where: str = "model", num_threads: int | None = Non
 
     validate_tflite_bytes(data, where)
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if reference_kernels:  # the reference kernels TFLM also runs: bit-exact comparisons with the device
+        resolver = OpResolverType.BUILTIN_REF
     try:
         with filtered_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             interp = Interpreter(model_content=data, num_threads=num_threads,
@@ -100,7 +97,8 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> n
     if dtype.kind == "f" or scale == 0:
         return np.asarray(x, dtype=dtype)
     info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
+    v = np.asarray(x, np.float64) / scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point  # half away from zero, like lround() on a device
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
@@ -127,16 +125,22 @@ class Predictor:
         kind: ``keras``, ``saved_model``, ``tflite`` or ``micro``.
         path: The artifact.
         input_shape: ``(H, W, C)``.
-        class_names: From ``metadata.json`` or a ``labels.txt`` beside the artifact, else ``None``.
+        contract: The I/O contract embedded in the artifact (``{}`` when it carries none).
+        class_names: From the embedded contract, ``metadata.json`` or a ``labels.txt`` beside the
+            artifact, else ``None``.
     """
 
     kind = "base"
 
-    def __init__(self, path: Path, input_shape: Sequence[int], metadata: dict | None = None):
+    def __init__(self, path: Path, input_shape: Sequence[int], metadata: dict | None = None,
+                 contract: dict | None = None):
         self.path = Path(path)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.metadata = metadata or {}
-        self.class_names: list[str] | None = read_class_names(self.path, self.metadata)
+        self.contract = contract or {}
+        names = self.contract.get("class_names")
+        self.class_names: list[str] | None = ([str(n) for n in names] if isinstance(names, list) and names
+                                              else read_class_names(self.path, self.metadata))
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -221,7 +225,8 @@ def load_keras_model(path: str | Path):
                           "Re-save the model with model.save('model.keras').")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for bad archives
+    except (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, EOFError,
+            zipfile.BadZipFile) as exc:  # what a corrupt or hostile archive raises inside Keras
         text = str(exc)
         if "lambda" in text.lower() or "safe_mode" in text:
             raise ExportError(f"{path}: refused to load a Lambda layer (safe mode: it would run arbitrary "
@@ -240,14 +245,15 @@ class SavedModelPredictor(Predictor):
         try:
             loaded = tf.saved_model.load(str(path))
             self._fn = loaded.signatures["serving_default"]
-        except Exception as exc:
+        except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:  # a missing/corrupt/foreign folder
             raise ExportError(f"{path}: cannot load this SavedModel or its 'serving_default' signature "
                               f"({type(exc).__name__}: {str(exc)[:300]}).") from exc
         self._loaded = loaded  # keep the trackable alive
         spec = self._fn.structured_input_signature[1]
         self._input_name, tensor_spec = next(iter(spec.items()))
         self._output_name = next(iter(self._fn.structured_outputs))
-        super().__init__(path, tensor_spec.shape[1:], _read_metadata(Path(path)))
+        super().__init__(path, tensor_spec.shape[1:], _read_metadata(Path(path)),
+                         metadata.read_saved_model_contract(Path(path)))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         from cnnkeras._keras import tf
@@ -261,7 +267,8 @@ class TFLitePredictor(Predictor):
 
     kind = "tflite"
 
-    def __init__(self, path: Path, data: bytes | None = None, num_threads: int | None = 1, delegates: bool = True):
+    def __init__(self, path: Path, data: bytes | None = None, num_threads: int | None = 1, delegates: bool = True,
+                 reference_kernels: bool = False):
         path = Path(path)
         if data is None:
             try:
@@ -269,10 +276,11 @@ class TFLitePredictor(Predictor):
             except OSError as exc:
                 raise ExportError(f"{path}: cannot read the .tflite file ({exc}).") from exc
         self.data = data
-        self.interp = open_litert(data, str(path), num_threads=num_threads, delegates=delegates)
+        self.interp = open_litert(data, str(path), num_threads=num_threads, delegates=delegates,
+                                  reference_kernels=reference_kernels)
         self._in = self.interp.get_input_details()[0]
         self._out = self.interp.get_output_details()[0]
-        super().__init__(path, self._in["shape"][1:], _read_metadata(path))
+        super().__init__(path, self._in["shape"][1:], _read_metadata(path), metadata.read_tflite_contract(data))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         in_scale, in_zero = self._in["quantization"]
@@ -314,6 +322,44 @@ class TFLitePredictor(Predictor):
         return np.stack(rows)
 
 
+_MICRO_DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+def check_micro_info(info: dict, data: bytes, where: Path) -> None:
+    """Refuse a ``micro.json`` whose values would crash or mislead the TFLM worker.
+
+    Checks the arena (a whole number, at least the measured ``arena_used_bytes``: a smaller arena
+    aborts TFLM), and each tensor's dtype, scale, zero point and shape against the flatbuffer itself.
+
+    Raises:
+        ExportError: Naming the field, the value and the rule.
+    """
+    def bad(field: str, rule: str, value: object) -> ExportError:
+        return ExportError(f"{where}: '{field}' {rule}. Received: {str(value)[:80]}. Re-export the package.")
+
+    arena, used = info.get("arena_bytes"), info.get("arena_used_bytes")
+    if isinstance(arena, bool) or not isinstance(arena, int) or not 1 <= arena <= 2**31 - 1:
+        raise bad("arena_bytes", "must be a whole number of bytes from 1 to 2**31 - 1", arena)
+    if isinstance(used, int) and not isinstance(used, bool) and arena < used:
+        raise bad("arena_bytes", f"must be at least arena_used_bytes ({used}); a smaller arena aborts TFLM", arena)
+    interp = open_litert(data, str(where.parent), delegates=False)
+    actual = {"input": interp.get_input_details()[0], "output": interp.get_output_details()[0]}
+    for side, detail in actual.items():
+        spec = info.get(side)
+        if not isinstance(spec, dict):
+            raise bad(side, "must be an object with dtype, shape, scale and zero_point", spec)
+        dtype, scale, zero = spec.get("dtype"), spec.get("scale"), spec.get("zero_point")
+        if dtype not in _MICRO_DTYPES or np.dtype(dtype) != np.dtype(detail["dtype"]):
+            raise bad(f"{side}.dtype", f"must be the model's {np.dtype(detail['dtype']).name}", dtype)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+            raise bad(f"{side}.scale", "must be a finite number > 0", scale)
+        low, high = _MICRO_DTYPES[dtype]
+        if isinstance(zero, bool) or not isinstance(zero, int) or not low <= zero <= high:
+            raise bad(f"{side}.zero_point", f"must be a whole number in [{low}, {high}]", zero)
+        if list(spec.get("shape") or []) != [int(v) for v in detail["shape"]]:
+            raise bad(f"{side}.shape", f"must match the model's {[int(v) for v in detail['shape']]}", spec.get("shape"))
+
+
 class MicroPredictor(Predictor):
     """A TFLite-Micro package folder, run by the TFLM Python interpreter in a child process.
 
@@ -334,10 +380,17 @@ class MicroPredictor(Predictor):
                               "run `cnnkeras export RUN_DIR` to create one.")
         self.data = self.model_file.read_bytes()
         validate_tflite_bytes(self.data, str(self.model_file))
-        self.info = json.loads(info_file.read_text())
-        super().__init__(path, self.info["input"]["shape"][1:], _read_metadata(path))
+        try:
+            self.info = json.loads(info_file.read_text(encoding="utf-8"))
+            shape = [int(v) for v in self.info["input"]["shape"][1:]]
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+            raise ExportError(f"{info_file}: unreadable micro package description ({type(exc).__name__}: {exc}); "
+                              "re-export the package.") from None
+        check_micro_info(self.info, self.data, info_file)
+        super().__init__(path, shape, _read_metadata(path),
+                         metadata.read_tflite_contract(self.data))
 
-    def _run(self, x: np.ndarray, repeats: int = 1) -> dict:
+    def _run(self, x: np.ndarray, repeats: int = 0) -> dict:
         from export import micro
 
         q = quantize(x, self.info["input"]["scale"], self.info["input"]["zero_point"], self.info["input"]["dtype"])
@@ -358,25 +411,29 @@ class MicroPredictor(Predictor):
         Returns:
             ``(p50, p90)`` in microseconds.
         """
-        times = self._run(self._check(image)[:1], repeats=runs)["latency_us"]
+        times = self._run(self._check(image)[:1], repeats=max(1, runs))["latency_us"]
         return float(np.percentile(times, 50)), float(np.percentile(times, 90))
 
 
-def load_predictor(path: str | Path) -> Predictor:
+def load_predictor(path: str | Path, verify: bool = True) -> Predictor:
     """Open any exported artifact with the right runtime.
 
     Args:
         path: A ``.keras`` file, a SavedModel folder, a ``.tflite`` file or a micro package folder.
+        verify: Check the sha256 recorded in a ``metadata.json`` beside the artifact (when there is
+            one) before opening it; ``False`` skips that check (structural validation always runs).
 
     Returns:
         A :class:`Predictor`.
 
     Raises:
-        ExportError: Missing, unknown kind, or corrupt artifact.
+        ExportError: Missing, unknown kind, corrupt artifact, or a checksum mismatch.
     """
     path = Path(path)
     if not path.exists():
         raise ExportError(f"{path}: no such file or folder.")
+    if verify:
+        metadata.verify_integrity(path)
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return SavedModelPredictor(path)

@@ -1,8 +1,9 @@
 """Proof that each artifact still does the job: accuracy, agreement, size, latency, ops.
 
 Every artifact is run through its real runtime (:mod:`export.runtime`) on the run's test split and
-compared with the float Keras model. Thresholds: full-int8 post-training quantization within 1.0
-point of float, QAT within 0.5; a miss is written into the report with a suggested fix.
+compared with the float Keras model. Each row ends with ``status`` (``pass``/``fail``) and its
+``failures``: the thresholds are the ``max_drop``/``max_prob_diff`` columns of the format table
+(:mod:`export.formats`); a miss names the numbers and a suggested fix.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkeras.fileio import atomic_write_json, atomic_write_text
-from export.formats import ACCURACY_THRESHOLDS, FORMATS
+from export.formats import FORMATS, SELECTIVE_FORMAT, Format
 from export.runtime import Predictor
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ _FIXES = {
     "qat": "raise --qat-epochs, or lower the fine-tuning learning rate",
     "prune": "raise --qat-epochs (more recovery fine-tuning) or lower the --prune sparsity",
     "cluster": "raise --qat-epochs (more fine-tuning) or use more clusters (--cluster 32)",
+    "float16": "this model is sensitive to float16 weights: ship tflite_float32 (or tflite_int8 with QAT)",
+    "dynamic": "dynamic-range weights lose too much here: use tflite_int8 with more calibration, or QAT",
+    "int16x8": "raise --calibration-samples (e.g. 500) or use QAT (tflite_qat_int8)",
 }
 
 
@@ -64,32 +68,75 @@ def evaluate(predictor: Predictor, x: np.ndarray, y: np.ndarray, reference: np.n
     top1 = probs.reshape(len(x), -1).argmax(-1)
     ref_top1 = reference.reshape(len(x), -1).argmax(-1)
     p50, p90 = predictor.latency_us(x[0], runs=latency_runs)
-    return {"accuracy": round(100.0 * float(np.mean(top1 == np.asarray(y).reshape(-1))), 2) if y.ndim == 1
-            else None,
-            "agreement": round(100.0 * float(np.mean(top1 == ref_top1)), 2),
+    from export.segverify import is_segmentation, mask_metrics
+
+    scores = mask_metrics(probs, y, reference) if is_segmentation(y) else {  # per-pixel rows: mean IoU
+        "accuracy": round(100.0 * float(np.mean(top1 == np.asarray(y).reshape(-1))), 2) if y.ndim == 1 else None,
+        "agreement": round(100.0 * float(np.mean(top1 == ref_top1)), 2)}
+    return {**scores,
             "max_abs_diff": round(float(np.max(np.abs(probs - reference))), 6),
             # One borderline image sets the max; the mean says how far the artifact drifted overall.
             "mean_abs_diff": round(float(np.mean(np.abs(probs - reference))), 6),
             "latency_p50_us": round(p50, 1), "latency_p90_us": round(p90, 1)}
 
 
-def apply_threshold(entry: dict, float_accuracy: float | None) -> None:
-    """Add ``threshold``, ``accuracy_drop``, ``passed`` and (on a miss) ``suggestion`` to an entry.
+def judge(entry: dict, float_accuracy: float | None) -> None:
+    """Decide an entry's ``status`` (``pass``/``fail``) and list its ``failures``.
+
+    Every check below can fail: the accuracy drop against the format's ``max_drop``, the largest
+    probability difference against ``max_prob_diff`` (float graphs), an integer-only promise, the
+    micro package's TFLM-vs-LiteRT difference and its golden-vector replay. An entry that could not
+    be written or run keeps its ``error`` as its failure.
 
     Args:
-        entry: A report entry with ``format`` and ``accuracy``.
-        float_accuracy: The float Keras model's test accuracy (percent).
+        entry: A report entry (``format`` plus what :func:`evaluate` and the exporter measured).
+        float_accuracy: The float Keras model's test accuracy (percent), ``None`` when unknown.
     """
-    fmt = FORMATS.get(entry["format"])
-    if fmt is None or fmt.quantization != "int8" or float_accuracy is None or entry.get("accuracy") is None:
-        return
-    kind = "qat" if fmt.optimization in _QAT else "ptq"
-    drop = round(float_accuracy - entry["accuracy"], 2)
-    entry.update(threshold=ACCURACY_THRESHOLDS[kind], accuracy_drop=drop, passed=drop <= ACCURACY_THRESHOLDS[kind])
-    if not entry["passed"]:
-        entry["suggestion"] = _FIXES.get(fmt.optimization or "", _FIXES[kind])
-        log.warning("%s loses %.2f points (allowed %.1f): %s", entry["format"], drop, ACCURACY_THRESHOLDS[kind],
-                    entry["suggestion"])
+    failures = list(entry.get("failures") or [])
+    if entry.get("error"):
+        failures.append(entry["error"])
+    fmt = FORMATS.get(entry["format"]) or (SELECTIVE_FORMAT if entry["format"] == SELECTIVE_FORMAT.name else None)
+    if fmt is not None and not entry.get("error"):
+        failures += _threshold_failures(entry, fmt, float_accuracy)
+        if fmt.fully_integer and entry.get("fully_integer") is False:
+            failures.append("float tensors remain in a graph promised fully integer")
+    if entry["format"] == "micro" and not entry.get("error"):
+        failures += _micro_failures(entry)
+    entry["failures"] = failures
+    entry["status"] = "fail" if failures else "pass"
+    if failures:
+        log.error("%s FAILED: %s", entry["format"], "; ".join(failures))
+
+
+def _threshold_failures(entry: dict, fmt: Format, float_accuracy: float | None) -> list[str]:
+    out = []
+    key = entry.get("metric") or "accuracy"  # "mean_iou" on segmentation rows (export.segverify)
+    if fmt.max_drop is not None and float_accuracy is not None and entry.get(key) is not None:
+        drop = round(float_accuracy - entry[key], 2)
+        entry.update({"threshold": fmt.max_drop, f"{key}_drop": drop})
+        if drop > fmt.max_drop:
+            kind = "qat" if fmt.optimization in _QAT else "ptq"
+            entry["suggestion"] = _FIXES.get(fmt.optimization or fmt.quantization, _FIXES[kind])
+            out.append(f"{key.replace('_', ' ')} {entry[key]:.2f}% is {drop:.2f} points below float "
+                       f"({float_accuracy:.2f}%); allowed {fmt.max_drop}. Fix: {entry['suggestion']}")
+    if fmt.max_prob_diff is not None and entry.get("max_abs_diff") is not None:
+        entry["prob_diff_tolerance"] = fmt.max_prob_diff
+        if entry["max_abs_diff"] > fmt.max_prob_diff:
+            out.append(f"probabilities differ from the float Keras model by up to {entry['max_abs_diff']:.6f} "
+                       f"(allowed {fmt.max_prob_diff}): the converted graph does not compute the same function")
+    return out
+
+
+def _micro_failures(entry: dict) -> list[str]:
+    out = []
+    diff, tol = entry.get("tflm_vs_litert_max_lsb"), entry.get("tflm_vs_litert_tolerance_lsb")
+    if diff is not None and tol is not None and diff > tol:
+        out.append(f"TFLM outputs differ from LiteRT's by {diff} LSB on the golden images (allowed {tol}): the "
+                   "device and the phone/desktop build would disagree")
+    if entry.get("golden_reproduced") is False:
+        out.append(f"the shipped package does not reproduce its own golden vectors under TFLM with the shipped "
+                   f"arena ({entry.get('golden_replay_error') or 'max diff ' + str(entry.get('golden_replay_max_lsb')) + ' LSB'})")
+    return out
 
 
 def _fmt_size(n: int | None) -> str:
@@ -101,31 +148,60 @@ def _fmt_size(n: int | None) -> str:
 def table(report: dict) -> str:
     """Render the report as a fixed-width text table (printed at the end of an export).
 
+    The last column is each row's status: ``pass`` or ``FAIL: reason; reason``.
+
     Args:
         report: The report dict.
 
     Returns:
         The table text.
     """
-    head = ["format", "size", "gzip", "acc %", "agree %", "max|d|", "p50 us", "p90 us", "int-only", "check"]
+    seg = any(a.get("metric") == "mean_iou" for a in report["artifacts"])
+    head = ["format", "size", "gzip", "mIoU %" if seg else "acc %", "agree %", "max|d|", "p50 us", "p90 us", "int-only", "status"]
     rows = []
     for a in report["artifacts"]:
-        if a.get("status", "ok") != "ok":
-            rows.append([a["format"], "-", "-", "-", "-", "-", "-", "-", "-", "FAILED"])
+        status = "pass" if a.get("status") == "pass" else "FAIL: " + "; ".join(_short(f) for f in a.get("failures", []))
+        if a.get("error"):
+            rows.append([a["format"], "-", "-", "-", "-", "-", "-", "-", "-", status])
             continue
-        check = "" if "passed" not in a else ("ok" if a["passed"] else f"MISS (-{a['accuracy_drop']:.2f})")
-        if a["format"] == "micro":
-            check = (check + f" arena {a['arena_bytes']} B").strip()
-        rows.append([a["format"], _fmt_size(a["bytes"]), _fmt_size(a["gzip_bytes"]), f"{a['accuracy']:.2f}",
-                     f"{a['agreement']:.2f}", f"{a['max_abs_diff']:.4f}", f"{a['latency_p50_us']:.0f}",
-                     f"{a['latency_p90_us']:.0f}", "yes" if a.get("fully_integer") else "no", check])
+        if a["format"] == "micro" and status == "pass":
+            status += f" (arena {a['arena_bytes']} B, TFLM-LiteRT {a['tflm_vs_litert_max_lsb']} LSB)"
+        rows.append([a["format"], _fmt_size(a.get("bytes")), _fmt_size(a.get("gzip_bytes")),
+                     _num(a.get("mean_iou", a.get("accuracy")), ".2f"), _num(a.get("agreement"), ".2f"), _num(a.get("max_abs_diff"), ".4f"),
+                     _num(a.get("latency_p50_us"), ".0f"), _num(a.get("latency_p90_us"), ".0f"),
+                     "yes" if a.get("fully_integer") else "no", status])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _num(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    """First clause of a failure for the table (report.md and report.json keep the full text)."""
+    first = text.split(". Fix:")[0]
+    return first if len(first) <= limit else first[:limit - 3] + "..."
+
+
+def summary_line(report: dict) -> str:
+    """One line for the end of an export: how many artifacts passed, and which failed.
+
+    Args:
+        report: The report dict.
+
+    Returns:
+        E.g. ``"6/7 artifacts pass; FAILED: tflite_int8"``.
+    """
+    arts = report["artifacts"]
+    failed = [a["format"] for a in arts if a.get("status") != "pass"]
+    text = f"{len(arts) - len(failed)}/{len(arts)} artifacts pass"
+    return text + (f"; FAILED: {', '.join(failed)}" if failed else "")
+
+
 def markdown(report: dict) -> str:
-    """Render ``report.md``: the table, failures, threshold misses and the int8 diagnosis.
+    """Render ``report.md``: the table, failures, warnings, facts and the int8 diagnosis.
 
     Args:
         report: The report dict.
@@ -134,29 +210,20 @@ def markdown(report: dict) -> str:
         Markdown text.
     """
     out = [f"# Export report: {report.get('model', '')}", "",
+           f"**{summary_line(report)}.**", "",
            f"Source run: `{report.get('source_run')}`; test images: {report.get('test_samples')}; "
-           f"float Keras accuracy: {report.get('float_accuracy')}%."
+           + (f"float Keras mean IoU: {report['float_mean_iou']}% (per pixel; agreement = pixel agreement)."
+              if report.get("float_mean_iou") is not None else f"float Keras accuracy: {report.get('float_accuracy')}%.")
            + (" The model emits logits: a Softmax layer was appended, so every artifact outputs probabilities."
-              if report.get("softmax_appended") else ""), "", "```", table(report), "```", ""]
+              if report.get("softmax_appended") else ""), ""]
+    for w in report.get("warnings") or []:
+        out += [f"> **Warning from training:** {w}", ""]
+    out += ["```", table(report), "```", ""]
     for a in report["artifacts"]:
-        if a.get("status", "ok") != "ok":
-            out += [f"- **{a['format']} failed**: {a['error']}"]
-        elif a.get("suggestion"):
-            out += [f"- **{a['format']}** loses {a['accuracy_drop']} points (allowed {a['threshold']}): "
-                    f"{a['suggestion']}."]
-        if a.get("sparsity") is not None:
-            out += [f"- {a['format']}: weight sparsity {100 * a['sparsity']:.1f}%."]
-        if a.get("unique_weights") is not None:
-            out += [f"- {a['format']}: at most {a['unique_weights']} distinct values per kernel."]
-        ft = a.get("fine_tuning")
-        if ft:
-            out += [f"- {a['format']}: fine-tuned {ft['epochs']} epoch(s), "
-                    f"{'with' if ft['augmented'] else 'without'} the run's augmentation, label smoothing "
-                    f"{ft['label_smoothing']}."]
-        if a["format"] == "micro" and a.get("status", "ok") == "ok":
-            out += [f"- micro: RAM {a['ram_bytes']} B = tensor arena (measured {a['arena_used_bytes']} B + margin), "
-                    f"flash {a['flash_bytes']} B (model flatbuffer), golden vectors reproduced by TFLM: {a['golden_match']} "
-                    f"(max diff {a['golden_max_abs_diff']} LSB)."]
+        for f in a.get("failures", []):
+            out += [f"- **{a['format']} FAILED**: {f}"]
+    for a in report["artifacts"]:
+        out += _facts(a)
     diag = report.get("diagnosis")
     if diag:
         out += ["", "## int8 per-layer diagnosis (QuantizationDebugger, RMSE/scale, worst first)", "",
@@ -167,7 +234,38 @@ def markdown(report: dict) -> str:
     if sel:
         out += ["", f"Selective quantization (--keep-float {' '.join(sel['keep_float'])}): accuracy "
                 f"{sel['accuracy_before']}% -> {sel['accuracy_after']}%."]
+    out += ["", "## Formats", ""]
+    for a in report["artifacts"]:
+        fmt = FORMATS.get(a["format"]) or (SELECTIVE_FORMAT if a["format"] == SELECTIVE_FORMAT.name else None)
+        if fmt is not None:
+            limit = (f"; fails above {fmt.max_drop} points accuracy loss" if fmt.max_drop is not None else "") + (
+                f"; fails when a probability differs by more than {fmt.max_prob_diff}"
+                if fmt.max_prob_diff is not None else "")
+            out += [f"- `{fmt.name}`: {fmt.description}{limit}."]
     return "\n".join(out) + "\n"
+
+
+def _facts(a: dict) -> list[str]:
+    out = []
+    if a.get("sparsity") is not None:
+        out += [f"- {a['format']}: weight sparsity {100 * a['sparsity']:.1f}% (measured in the .tflite)."]
+    if a.get("unique_weights") is not None:
+        out += [f"- {a['format']}: at most {a['unique_weights']} distinct weight values per output channel "
+                f"(measured in the .tflite)."]
+    if a.get("bn_folded") is not None:
+        out += [f"- {a['format']}: {a['bn_folded']} BatchNormalization layer(s) folded into their convolution, "
+                f"{a.get('bn_kept', 0)} kept."]
+    ft = a.get("fine_tuning")
+    if ft:
+        out += [f"- {a['format']}: fine-tuned {ft['epochs']} epoch(s), "
+                f"{'with' if ft['augmented'] else 'without'} the run's augmentation, label smoothing "
+                f"{ft['label_smoothing']}."]
+    if a["format"] == "micro" and "ram_bytes" in a and "tflm_vs_litert_max_lsb" in a:
+        out += [f"- micro: RAM {a['ram_bytes']} B = tensor arena (measured {a['arena_used_bytes']} B + margin), "
+                f"flash {a['flash_bytes']} B (model flatbuffer). Golden vectors are TFLM's own outputs with the "
+                f"shipped arena (replayed from the written package: {a.get('golden_reproduced')}); TFLM vs LiteRT "
+                f"on them: max {a['tflm_vs_litert_max_lsb']} LSB (tolerance {a['tflm_vs_litert_tolerance_lsb']})."]
+    return out
 
 
 def write_report(out_dir: Path, report: dict) -> None:

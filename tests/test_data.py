@@ -126,7 +126,7 @@ def test_npz_source_and_its_errors(tmp_path):
         load_arrays(f"npz:{tmp_path / 'neg.npz'}")
     np.savez(tmp_path / "range.npz", x_train=x, y_train=y, x_test=x[:3], y_test=np.array([0, 1, 7]),
              class_names=np.array(["a", "b", "c"]))
-    with pytest.raises(DataError, match="label 7 .* out of range 0..2"):
+    with pytest.raises(DataError, match="label 7 .* out of range 0..2|names 3 classes but the labels go up to 7"):
         load_arrays(f"npz:{tmp_path / 'range.npz'}")
     np.savez(tmp_path / "gap.npz", x_train=x, y_train=np.where(y == 1, 2, y), class_names=np.array(["a", "b", "c"]))
     with pytest.raises(DataError, match="no training images: b"):

@@ -12,27 +12,15 @@ from cnnkeras._keras import keras
 from training import TrainConfig
 from training.batchnorm import fit_momentum, image_batches, recompute_statistics
 from training.evaluate import chance_warnings
+from training.samples import write_digits_folder
 
 QUIET = dict(verbose=0, tensorboard=False)
-
-
-def _digit_folder(root, n=600, size=16):
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for i in range(n):
-        folder = root / str(d.target[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        img = Image.fromarray((d.images[i] * (255 / 16)).astype(np.uint8)).resize((size, size), Image.BILINEAR)
-        img.save(folder / f"{i:04d}.png")
-    return f"folder:{root}"
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     return {"digits": "digits", "shapes": "shapes:500",
-            "folder": _digit_folder(tmp_path_factory.mktemp("digit_pngs"))}
+            "folder": write_digits_folder(tmp_path_factory.mktemp("digit_pngs"), 16, limit=750)}
 
 
 QUICK = {("digits", 3), ("shapes", 2), ("folder", 1)}  # one per data set and budget in `make test`

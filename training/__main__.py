@@ -1,7 +1,7 @@
-"""``python -m training``: the summary, train and augment-preview subcommands."""
+"""``python -m training``: the ``cnnkeras`` command (all subcommands; training's are train, augment-preview, analyze)."""
 
 import sys
 
-from training.cli import main
+from cnnkeras.main import main
 
 sys.exit(main())

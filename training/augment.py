@@ -232,8 +232,13 @@ def _uniform(tf: Any, n: Any, seed: Any, limit: float, salt: int) -> Any:
     return tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, salt), -limit, limit)
 
 
-def _geometric(tf: Any, x: Any, cfg: AugmentConfig, seed: Any, fill: str) -> Any:
-    """Crop/translate/rotate/zoom fused into one projective transform per image."""
+def _geometric(tf: Any, x: Any, cfg: AugmentConfig, seed: Any, fill: str, *, interpolation: str = "BILINEAR",
+               fill_value: float = 0.0) -> Any:
+    """Crop/translate/rotate/zoom fused into one projective transform per image.
+
+    The transform depends only on ``seed`` and the batch shape, so a mask transformed with the same seed and
+    ``interpolation="NEAREST"`` stays aligned with its image (:mod:`training.segaugment`).
+    """
     n = tf.shape(x)[0]
     h, w = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
     zeros = tf.zeros([n])
@@ -251,8 +256,8 @@ def _geometric(tf: Any, x: Any, cfg: AugmentConfig, seed: Any, fill: str) -> Any
     b1 = cy - sin * cx - cos * cy - ty
     transforms = tf.stack([cos, -sin, b0, sin, cos, b1, zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode=fill)
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=fill_value,
+        interpolation=interpolation, fill_mode=fill)
 
 
 def _colour(tf: Any, x: Any, cfg: AugmentConfig, seed: Any) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkeras._keras import keras
-from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
+from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text, model_weights_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class EpochState(keras.callbacks.Callback):
         if value is not None and math.isfinite(value) and self._improved(value, val_loss):
             self.wait = 0
             self.best, self.best_loss, self.best_epoch = float(value), val_loss, epoch
-            with atomic_path(self.dir / "best.weights.h5") as tmp:
+            # expected_bytes: refuse a full disk before HDF5 starts (it crashes the process when one fills up)
+            with atomic_path(self.dir / "best.weights.h5", expected_bytes=model_weights_bytes(self.train_model)) as tmp:
                 self.train_model.save_weights(str(tmp))
         else:
             self.wait += 1

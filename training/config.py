@@ -31,11 +31,28 @@ class TrainConfig:
         model: Zoo model name; ``None`` (and no ``spec``) uses ``cnnkeras.default_model_for``.
         spec: A ``ModelSpec``, spec dict or YAML/JSON spec file (instead of ``model``).
         model_args: Architecture overrides for a zoo model (e.g. ``{"dropout": 0.3}``).
+        backbone: Transfer learning from a keras.applications backbone instead of a zoo model: mobilenet,
+            mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large (each also _minimalistic), efficientnet_b0
+            (images of at least 32x32; see ``cnnkeras check NAME --target tflm`` for size before training).
+        alpha: Width multiplier of the backbone (default: the backbone's small edge default, e.g. 0.35 for
+            mobilenet_v2).
+        weights: Backbone weights: imagenet (Keras' cache ~/.keras/models or $KERAS_HOME/models; default),
+            none (from scratch), a Keras .h5 weights file, or a .keras file / run directory of the same backbone.
+        init_from: Transfer learning from a finished cnnkeras run: reuse its model up to the classifier with a
+            new head for this data's classes.
+        freeze_epochs: Epochs that train only the new head with the pretrained body frozen, before the whole
+            model fine-tunes (default: 30 % of the epochs for a pretrained body, 0 otherwise).
+        finetune_lr_scale: Learning-rate factor of the fine-tune phase after the frozen phase.
         image_size: Resize images to ``(height, width)``; ``None``: the data's (or the spec's) size.
         channels: 1 or 3; ``None``: the data's (or the spec's) channels.
         val_fraction: Validation fraction when the data has no validation split.
         test_fraction: Test fraction when the data has no test split.
         skip_bad_images: Skip undecodable files with a warning.
+        stream: Stream a folder dataset from disk batch by batch instead of decoding it into memory
+            (for data bigger than memory; the same splits, batches and accuracy). Unset: automatic, on when the
+            decoded images would exceed a quarter of the available memory.
+        cache: With streaming: keep decoded images in this folder (a memory-mapped file per dataset), so
+            epochs after the first and later runs read pixels instead of decoding files.
         epochs: Number of epochs.
         batch_size: Global batch size.
         optimizer: ``sgd`` (mini-batch SGD with momentum), ``adam`` or ``adamw``.
@@ -53,7 +70,9 @@ class TrainConfig:
         early_stopping: Patience in epochs (``None``/0: off), on ``monitor``.
         monitor: ``val_accuracy`` or ``val_loss``: selects the best checkpoint and drives early stopping.
         augment: ``"default"``, ``"none"``, a spec string (``"hflip,translate=0.1"``), a dict or an
-            ``AugmentConfig``.
+            ``AugmentConfig``; ``None``: the recipe's (``default`` for runs of at least
+            ``AUGMENT_MIN_EPOCHS`` epochs, ``none`` for shorter ones, where it slows learning more than
+            it regularizes).
         mixup: Mixup alpha (0: off); added to ``augment``.
         cutmix: CutMix alpha (0: off); added to ``augment``.
         augment_on: Where augmentation runs: ``pipeline`` (tf.data, on the CPU), ``device`` (inside the
@@ -79,11 +98,19 @@ class TrainConfig:
     model: str | None = None
     spec: Any = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    backbone: str | None = None
+    alpha: float | None = None
+    weights: str | None = None
+    init_from: str | None = None
+    freeze_epochs: int | None = None
+    finetune_lr_scale: float = 0.1
     image_size: Any = None
     channels: int | None = None
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     skip_bad_images: bool = False
+    stream: bool | None = None
+    cache: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     optimizer: str | None = None
@@ -100,7 +127,7 @@ class TrainConfig:
     class_weight: Any = None
     early_stopping: int | None = None
     monitor: str = "val_accuracy"
-    augment: Any = "default"
+    augment: Any = None
     mixup: float = 0.0
     cutmix: float = 0.0
     augment_on: str = "auto"
@@ -196,32 +223,50 @@ class TrainConfig:
         need(self.augment_on in ("auto", "pipeline", "device"),
              f"augment_on must be auto, pipeline or device. Received: augment_on={self.augment_on!r}")
         need(self.top_k >= 1, f"top_k must be >= 1. Received: {self.top_k}")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**32,
+             f"seed must be an integer from 0 to 4294967295. Received: seed={self.seed!r}")
+        need(self.epochs <= 100_000 and self.batch_size <= 2**24,
+             f"epochs must be <= 100,000 and batch_size <= 16,777,216. Received: epochs={self.epochs}, "
+             f"batch_size={self.batch_size}")
+        need(self.model_args is None or isinstance(self.model_args, dict),
+             f"model_args must be a JSON object of overrides, e.g. '{{\"dropout\": 0.3}}'. "
+             f"Received: {self.model_args!r}")
         need(self.devices is None or self.devices >= 1, f"devices must be >= 1. Received: {self.devices}")
+        need(self.stream in (None, True, False), f"stream must be true, false or unset. Received: {self.stream!r}")
+        need(self.cache is None or (isinstance(self.cache, str) and self.cache != ""),
+             f"cache must be a folder path. Received: cache={self.cache!r}")
         need(self.class_weight in (None, "balanced") or isinstance(self.class_weight, dict),
              f"class_weight must be None, 'balanced' or a {{class: weight}} dict. Received: {self.class_weight!r}")
+
+
+# Measured in benchmarks/train_quality.py (BENCHMARKS.md): at 8 epochs the default augmentation cost 3.5
+# points of test accuracy on 16x16 and 28x28 digit folders; it pays off only over longer runs.
+AUGMENT_MIN_EPOCHS = 15
+# The default budget is a number of optimizer steps, not of epochs: a small data set needs more epochs
+# to take the same number of steps (clipped so tiny sets don't train for hours, huge ones still see 15).
+TARGET_STEPS, MIN_EPOCHS, MAX_EPOCHS = 2000, 15, 40
 
 
 def default_recipe(dataset_name: str, input_shape: tuple[int, int, int], num_train: int) -> dict[str, Any]:
     """The recipe a dataset gets for options left at ``None``.
 
     AdamW with a short linear warmup and a cosine decay, light weight decay and label smoothing is a
-    robust default for small CNNs; the number of epochs scales so small datasets still see enough steps.
+    robust default for small CNNs. The batch grows with the data (32 up to 4,000 training images, 64 up
+    to 20,000, then 128) and the epochs give about ``TARGET_STEPS`` optimizer steps.
 
     Args:
-        dataset_name: ``DatasetInfo.name``.
+        dataset_name: ``DatasetInfo.name`` (kept for data-specific recipes; none is needed today).
         input_shape: ``DatasetInfo.input_shape``.
         num_train: Training images.
 
     Returns:
         Field values for :class:`TrainConfig`.
     """
-    recipe = dict(epochs=30, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine",
-                  warmup_epochs=2.0, label_smoothing=0.1)
-    if dataset_name == "digits":
-        recipe.update(epochs=40, batch_size=32, lr=3e-3)
-    elif num_train > 20000:
-        recipe.update(epochs=20, batch_size=128)
-    return recipe
+    batch = 32 if num_train <= 4000 else 64 if num_train <= 20000 else 128
+    steps = max(1, math.ceil(num_train / batch))
+    epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps))))
+    return dict(epochs=epochs, batch_size=batch, optimizer="adamw", lr=3e-3 if batch <= 32 else 2e-3,
+                weight_decay=1e-4, schedule="cosine", warmup_epochs=2.0, label_smoothing=0.1)
 
 
 def resolve(config: TrainConfig, dataset_name: str, input_shape: tuple[int, int, int], num_train: int) -> TrainConfig:
@@ -241,7 +286,12 @@ def resolve(config: TrainConfig, dataset_name: str, input_shape: tuple[int, int,
     out = dataclasses.replace(config, **filled)
     if config.warmup_epochs is None and isinstance(out.epochs, int):  # a short run keeps most epochs after warmup
         out.warmup_epochs = min(out.warmup_epochs, 0.2 * out.epochs)
+    if config.augment is None:
+        out.augment = "default" if isinstance(out.epochs, int) and out.epochs >= AUGMENT_MIN_EPOCHS else "none"
     if out.optimizer == "sgd" and config.lr is None:
         out.lr = 0.05  # SGD wants a larger step than Adam
+    from training.finetune import resolve_transfer  # backbone / init_from / weights / freeze_epochs
+
+    out = resolve_transfer(out)
     out.validate()
     return out

@@ -6,21 +6,27 @@ pipelines: in-memory arrays (decoded once) -> seeded per-epoch shuffle -> batch 
 only) -> prefetch. The training
 pipeline's order and augmentation draws depend only on ``(seed, epoch, step)``, which is what makes
 ``--resume`` continue exactly.
+
+Large ``folder:`` datasets stream (:mod:`training.stream`): the split holds
+:class:`training.stream.FileImages` instead of arrays, split by the same seeded rule over the same file
+order, and the pipelines decode each batch from disk; batches are identical to the in-memory ones.
+Use :meth:`SplitArrays.batches` / :meth:`SplitArrays.take` to read a split either way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from training.datasets import RawSource, read_source
 from training.errors import DataError
+from training.pipeline import (make_eval_dataset, make_image_dataset, make_train_dataset,  # noqa: F401 (public)
+                               steps_per_epoch)
+from training.stream import image_batches
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,10 @@ class DatasetInfo:
             ``rotate``, ``zoom``, ``color``).
         fill_mode: How geometric augmentation fills uncovered pixels for this data.
         skipped_files: Undecodable files skipped with ``skip_bad_images``.
+        streamed: The images stream from disk (:mod:`training.stream`) instead of living in memory.
+        task: ``classification`` (``y`` = class ids) or ``segmentation`` (``y`` = ``(N, H, W)`` masks,
+            :mod:`training.segdata`); :mod:`training.tasks` branches on it.
+        ignore_value: Segmentation: the mask value no loss or metric counts (255).
     """
 
     name: str
@@ -53,6 +63,9 @@ class DatasetInfo:
     safe_augmentations: list[str]
     fill_mode: str = "reflect"
     skipped_files: list[str] = field(default_factory=list)
+    streamed: bool = False
+    task: str = "classification"
+    ignore_value: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable dict."""
@@ -70,11 +83,48 @@ class DatasetInfo:
 
 @dataclass
 class SplitArrays:
-    """Train/validation/test arrays: ``x`` uint8 or float32 NHWC on 0..255, ``y`` int32 class ids."""
+    """Train/validation/test data: ``x`` uint8 or float32 NHWC on 0..255, ``y`` int32 class ids.
+
+    ``x`` is an array, or for a streamed folder a :class:`training.stream.FileImages` (array-like,
+    decoded from disk on demand). :meth:`batches` and :meth:`take` read either without holding a whole
+    split in memory.
+    """
 
     train: Arrays
     val: Arrays
     test: Arrays
+
+    def batches(self, split: str, batch_size: int = 256) -> Any:
+        """Yield ``(images, labels)`` of a split in order, ``batch_size`` at a time.
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            batch_size: Images per batch.
+
+        Yields:
+            ``(NHWC array, int32 labels)``.
+        """
+        x, y = self._get(split)
+        for start, images in zip(range(0, len(y), batch_size), image_batches(x, batch_size)):
+            yield images, y[start:start + len(images)]
+
+    def take(self, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``count`` images and labels of a split (e.g. int8 calibration images).
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            count: How many (fewer when the split is smaller).
+
+        Returns:
+            ``(NHWC array, int32 labels)``.
+        """
+        x, y = self._get(split)
+        return np.asarray(x[:count]), y[:count]
+
+    def _get(self, split: str) -> Arrays:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test. Received: split={split!r}")
+        return getattr(self, split)
 
 
 def parse_image_size(image_size: Any) -> tuple[int, int] | None:
@@ -106,6 +156,11 @@ def parse_image_size(image_size: Any) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) <= 0:
         raise DataError(f"image_size must be HEIGHTxWIDTH with positive integers (e.g. 32x32). "
                         f"Received: image_size={image_size!r}")
+    from cnnkeras.safe_load import max_image_pixels
+
+    if size[0] * size[1] > max_image_pixels():
+        raise DataError(f"image_size {size[0]}x{size[1]} is {size[0] * size[1]:,} pixels per image, more than the "
+                        f"limit of {max_image_pixels():,} (CNNKERAS_MAX_IMAGE_PIXELS). Use a smaller size.")
     return size  # type: ignore[return-value]
 
 
@@ -125,7 +180,7 @@ def _convert(x: np.ndarray, size: tuple[int, int] | None, channels: int | None) 
     return x.astype(np.float32) if x.dtype != np.uint8 else x
 
 
-def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str) -> tuple[Arrays, Arrays]:
+def _split(x: Any, y: np.ndarray, fraction: float, seed: int, what: str) -> tuple[Arrays, Arrays]:
     """Seeded split of ``fraction`` off the data, stratified when every class can spare a sample."""
     from sklearn.model_selection import train_test_split
 
@@ -138,13 +193,16 @@ def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, what: str) 
     if stratify is None:
         logger.warning("%s split is not stratified: some class has fewer than 2 images or the split is "
                        "smaller than the number of classes", what)
-    x_keep, x_take, y_keep, y_take = train_test_split(x, y, test_size=n_take, random_state=seed, stratify=stratify)
-    return (x_keep, y_keep.astype(np.int32)), (x_take, y_take.astype(np.int32))
+    # Split positions, not pixels: the same draw as splitting the arrays themselves, and a streamed
+    # FileImages is split without decoding (same seed -> same files in each split either way).
+    keep, take = train_test_split(np.arange(len(y)), test_size=n_take, random_state=seed, stratify=stratify)
+    return (x[keep], y[keep].astype(np.int32)), (x[take], y[take].astype(np.int32))
 
 
 def load_arrays(source: str, *, image_size: Any = None, channels: int | None = None,
                 val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-                skip_bad_images: bool = False) -> tuple[SplitArrays, DatasetInfo]:
+                skip_bad_images: bool = False, stream: bool | None = None,
+                cache: str | None = None) -> tuple[SplitArrays, DatasetInfo]:
     """Load a dataset and split it into train/validation/test arrays.
 
     Splits a source provides (``test/`` folders, ``x_test`` in an npz, Keras datasets' test sets) are
@@ -161,9 +219,15 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
         test_fraction: Fraction for test when the source has no test split.
         seed: Seed for splitting and for generated data.
         skip_bad_images: Skip undecodable image files with a warning instead of failing.
+        stream: ``folder:`` datasets: ``True`` streams images from disk, ``False`` decodes them into
+            memory, ``None`` streams when the decoded images would exceed a quarter of the available
+            memory (:func:`training.stream.want_stream`). Other sources are always in memory.
+        cache: When streaming: a folder for the decoded-image cache (epochs after the first, and later
+            runs on the same files, read pixels instead of decoding).
 
     Returns:
-        ``(SplitArrays, DatasetInfo)``; images are uint8 or float32 NHWC on the 0..255 scale.
+        ``(SplitArrays, DatasetInfo)``; images are uint8 or float32 NHWC on the 0..255 scale (a
+        :class:`training.stream.FileImages` per split when streamed).
 
     Raises:
         DataError: Unknown source, unreadable or inconsistent data, or bad labels.
@@ -174,14 +238,28 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < float(frac) < 1.0:
             raise DataError(f"{name} must be a number between 0 and 1 (exclusive). Received: {name}={frac!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise DataError(f"seed must be an integer. Received: seed={seed!r}")
-    raw = read_source(source, image_size=size, channels=channels, seed=seed, skip_bad_images=skip_bad_images)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer from 0 to 2**32 - 1 = 4294967295 (the range NumPy and "
+                        f"scikit-learn accept). Received: seed={seed!r}")
+    if val_fraction + test_fraction >= 1.0:
+        raise DataError(f"val_fraction + test_fraction must be below 1 to leave training images. Received: "
+                        f"val_fraction={val_fraction!r}, test_fraction={test_fraction!r}")
+    if stream not in (None, True, False):
+        raise DataError(f"stream must be True, False or None (automatic). Received: stream={stream!r}")
+    if cache is not None and (not isinstance(cache, (str, Path)) or not str(cache)):
+        raise DataError(f"cache must be a folder path. Received: cache={cache!r}")
+    raw = read_source(source, image_size=size, channels=channels, seed=seed, skip_bad_images=skip_bad_images,
+                      stream=stream, cache=None if cache is None else str(cache))
     return _finish(raw, source, size, channels, float(val_fraction), float(test_fraction), int(seed))
 
 
 def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels: int | None,
             val_fraction: float, test_fraction: float, seed: int) -> tuple[SplitArrays, DatasetInfo]:
+    if raw.task == "segmentation":
+        from training.segsplit import finish_segmentation
+
+        return finish_segmentation(raw, source, size, channels, val_fraction, test_fraction, seed,
+                                   lambda a: _convert(a, size, channels))
     num_classes = len(raw.class_names)
     convert = (lambda a: a) if raw.native_size else (lambda a: _convert(a, size, channels))
     train = (convert(raw.train[0]), raw.train[1])
@@ -201,7 +279,7 @@ def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels:
     info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),
                        input_shape=tuple(int(d) for d in split.train[0].shape[1:]), num_classes=num_classes,
                        counts=counts, safe_augmentations=list(raw.safe_augmentations), fill_mode=raw.fill_mode,
-                       skipped_files=list(raw.skipped))
+                       skipped_files=list(raw.skipped), streamed=raw.streamed)
     logger.info("%s: %s images %s, %d classes, train/val/test = %d/%d/%d", source, info.name,
                 "x".join(map(str, info.input_shape)), num_classes, len(split.train[1]), len(split.val[1]),
                 len(split.test[1]))
@@ -228,92 +306,6 @@ def _check_labels(split: SplitArrays, class_names: Sequence[str], source: str) -
         raise DataError(f"{source}: class(es) with no training images: {', '.join(absent)}. Every class needs "
                         f"training images (or drop the class).")
     return counts
-
-
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-    """Batches per epoch (the last batch may be smaller)."""
-    return max(1, math.ceil(num_examples / batch_size))
-
-
-def make_train_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, *, seed: int,
-                       epochs: int, initial_epoch: int = 0,
-                       augment: Callable[..., Any] | None = None, seed_only: bool = False) -> Any:
-    """Build the training pipeline for epochs ``initial_epoch .. epochs - 1``.
-
-    Each epoch reshuffles with a seed derived from ``(seed, epoch)`` and augments batch ``i`` with a
-    seed derived from ``(seed, epoch, i)``, so the stream from epoch ``e`` on is the same whether the
-    run started at epoch 0 or resumed at ``e``.
-
-    Args:
-        x: Images (uint8 or float32 NHWC, 0..255).
-        y: Integer labels.
-        num_classes: Number of classes (labels become one-hot, so mixup/cutmix/smoothing can soften them).
-        batch_size: Global batch size.
-        seed: Run seed.
-        epochs: Last epoch (exclusive), as in ``Model.fit``.
-        initial_epoch: First epoch.
-        augment: ``augment(images, onehot_labels, seed) -> (images, labels)`` on whole batches, or None.
-        seed_only: Do not augment here; yield ``((images, batch_seeds), labels)`` (the batch seed repeated
-            on every row, shape ``(batch, 2)``) so the training step
-            augments on the model's device (:mod:`training.device_augment`) with the same seeds.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(float32 images, float32 one-hot labels)`` batches; use it with
-        ``steps_per_epoch=steps_per_epoch(len(y), batch_size)``.
-    """
-    from cnnkeras._keras import tf
-
-    # The arrays live in memory (the decode step already happened in load_arrays): an epoch is a seeded
-    # permutation of indices, batched, then one gather per batch (much faster than per-element shuffling).
-    images, labels = tf.constant(x), tf.constant(y)
-    n = len(y)
-
-    def one_epoch(epoch: Any) -> Any:
-        order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.cast(seed, tf.int64), epoch])))
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        ds = ds.map(lambda i: (tf.cast(tf.gather(images, i), tf.float32), tf.one_hot(tf.gather(labels, i), num_classes)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if seed_only:
-            # One seed row per image: a distribution strategy splits every tensor of a batch along axis 0.
-            ds = ds.enumerate().map(lambda i, ab: (
-                (ab[0], tf.tile(tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i])[None],
-                                [tf.shape(ab[0])[0], 1])), ab[1]))
-        elif augment is not None:
-            ds = ds.enumerate().map(
-                lambda i, ab: augment(ab[0], ab[1], tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_000 + i])),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds
-
-    ds = tf.data.Dataset.range(initial_epoch, epochs).flat_map(one_epoch)
-    return _with_options(ds).prefetch(tf.data.AUTOTUNE)
-
-
-def make_eval_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int) -> Any:
-    """Build an evaluation pipeline (no shuffle, no augmentation) of ``(float32 images, one-hot labels)``.
-
-    Args:
-        x: Images (uint8 or float32 NHWC, 0..255).
-        y: Integer labels.
-        num_classes: Number of classes.
-        batch_size: Batch size.
-
-    Returns:
-        A finite ``tf.data.Dataset``.
-    """
-    from cnnkeras._keras import tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), tf.one_hot(b, num_classes)))
-    return _with_options(ds).prefetch(tf.data.AUTOTUNE)
-
-
-def _with_options(ds: Any) -> Any:
-    from cnnkeras._keras import tf
-
-    options = tf.data.Options()
-    # In-memory data has no files to shard by: shard by element under MultiWorkerMirroredStrategy.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
 
 
 def get_datasets(source: str, batch_size: int = 32, *, augment: Any = None, seed: int = 0, epochs: int = 1,
@@ -384,7 +376,15 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"run directory not found: {run_dir}")
     if not path.is_file():
         raise DataError(f"{run_dir} is not a cnnkeras run directory (no config.json).")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    from cnnkeras.errors import UserError
+    from cnnkeras.safe_load import read_json
+
+    try:  # encoding, nesting and top-level type checked: a hand-edited or foreign file is named, not a traceback
+        config = read_json(path, "config.json")
+    except UserError as exc:
+        raise DataError(f"{exc} It was not written by cnnkeras train (or was damaged); train again.") from None
+    for key in ("data", "model", "train"):
+        if key in config and not isinstance(config[key], dict):
+            raise DataError(f"{path}: '{key}' must be a JSON object. Received: {type(config[key]).__name__}. "
+                            f"It was not written by cnnkeras train (or was damaged); train again.")
+    return config

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import pickle
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnkeras.errors import UserError
+from cnnkeras.safe_load import load_arrays, restricted_pickle_load
 from training.errors import DataError
-from training.images import read_folder
+from training.folder_data import read_folder
+from training.images import list_folder
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +51,17 @@ class RawSource:
     fill_mode: str = "reflect"  # how geometric augmentation fills uncovered pixels
     skipped: list[str] = field(default_factory=list)
     native_size: bool = False  # arrays already have the requested size/channels
+    streamed: bool = False  # images are training.stream.FileImages (decoded from disk batch by batch)
+    task: str = "classification"  # "segmentation": y are (N, H, W) class-id masks (training.segdata)
 
 
 def known_sources() -> str:
     """Return the accepted source forms, for error messages."""
-    return "digits, shapes[:N], folder:PATH, npz:PATH, " + ", ".join(KERAS_DATASETS)
+    return "digits, shapes[:N], shapes-seg[:N], stripes-seg[:N], folder:PATH, seg:PATH, npz:PATH, " + ", ".join(KERAS_DATASETS)
 
 
 def read_source(source: str, *, image_size: Sequence[int] | None, channels: int | None, seed: int,
-                skip_bad_images: bool) -> RawSource:
+                skip_bad_images: bool, stream: bool | None = None, cache: str | None = None) -> RawSource:
     """Read the arrays a source string names.
 
     Args:
@@ -67,6 +71,9 @@ def read_source(source: str, *, image_size: Sequence[int] | None, channels: int 
         channels: Requested channels (same remark).
         seed: Seed for generated data.
         skip_bad_images: Skip undecodable files in ``folder:`` datasets.
+        stream: ``folder:`` only: stream images from disk (``True``), hold them in memory (``False``), or
+            stream when their decoded size is large (``None``, see :func:`training.stream.want_stream`).
+        cache: ``folder:`` only, when streaming: folder for the decoded-image cache.
 
     Returns:
         The raw source.
@@ -78,8 +85,14 @@ def read_source(source: str, *, image_size: Sequence[int] | None, channels: int 
         raise DataError(f"dataset source must be a non-empty string ({known_sources()}). Received: {source!r}")
     kind, _, arg = source.partition(":")
     kind = kind.lower().replace("-", "_")
+    if kind == "folder" and arg:
+        return _folder(arg, image_size, channels, skip_bad_images, stream, cache)
+    if stream:
+        logger.warning("--stream applies to folder: datasets; %s is held in memory", source)
     if kind == "digits" and not arg:
         return _digits()
+    if kind in ("seg", "shapes_seg", "stripes_seg"):  # per-pixel masks (training.segdata)
+        return _segmentation(kind, arg, source, image_size, channels, seed, skip_bad_images)
     if kind == "shapes":
         try:
             count = int(arg) if arg else 1500
@@ -87,16 +100,49 @@ def read_source(source: str, *, image_size: Sequence[int] | None, channels: int 
             raise DataError(f"shapes:N needs an integer sample count. Received: {source!r}") from None
         size = tuple(image_size) if image_size is not None else (32, 32)
         return _shapes(count, size, channels or 3, seed)
-    if kind == "folder" and arg:
-        data = read_folder(arg, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
-        return RawSource(name=Path(arg).expanduser().resolve().name, class_names=data.class_names,
-                         train=data.splits["train"], val=data.splits.get("val"), test=data.splits.get("test"),
-                         skipped=data.skipped, native_size=True)
     if kind == "npz" and arg:
         return _npz(Path(arg).expanduser())
     if kind in KERAS_DATASETS and not arg:
         return _keras_cached(kind)
     raise DataError(f"unknown dataset {source!r}. Use one of: {known_sources()}.")
+
+
+def _folder(arg: str, image_size: Sequence[int] | None, channels: int | None, skip_bad_images: bool,
+            stream: bool | None, cache: str | None) -> RawSource:
+    """A ``folder:PATH`` source: decoded into memory, or streamed from disk (large data, ``stream``)."""
+    from training.stream import scan_folder, want_stream
+
+    listing = list_folder(arg)
+    streamed = want_stream(stream, listing, image_size, channels)
+    if streamed:
+        data = scan_folder(listing, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
+                           cache=cache)
+        splits, skipped = data["splits"], data["skipped"]
+    else:
+        if cache:
+            logger.info("--cache %s is not used: %s is decoded into memory once (pass --stream to stream it "
+                        "through the cache)", cache, arg)
+        folder = read_folder(listing, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+        splits, skipped = folder.splits, folder.skipped
+    return RawSource(name=Path(arg).expanduser().resolve().name, class_names=listing.class_names,
+                     train=splits["train"], val=splits.get("val"), test=splits.get("test"), skipped=skipped,
+                     native_size=True, streamed=streamed)
+
+
+def _segmentation(kind: str, arg: str, source: str, image_size: Sequence[int] | None, channels: int | None,
+                  seed: int, skip_bad_images: bool) -> RawSource:
+    from training import segdata
+
+    if kind == "seg":
+        if not arg:
+            raise DataError(f"seg: needs a folder (seg:PATH with images/ and masks/). Received: {source!r}")
+        return segdata.read_seg_folder(arg, image_size, channels, skip_bad_images)
+    try:
+        count = int(arg) if arg else 600
+    except ValueError:
+        raise DataError(f"{kind.replace('_', '-')}:N needs an integer sample count. Received: {source!r}") from None
+    return segdata.shapes_seg(count, tuple(image_size) if image_size is not None else (32, 32), channels or 3, seed,
+                              variant=kind.split("_")[0])
 
 
 def _digits() -> RawSource:
@@ -110,6 +156,8 @@ def _digits() -> RawSource:
 
 
 def _shapes(count: int, image_size: Sequence[int], channels: int, seed: int) -> RawSource:
+    if count > 1_000_000:
+        raise DataError(f"shapes:N draws N images in memory; N must be at most 1,000,000. Received: N={count}")
     if count < 2 * len(SHAPE_CLASSES):
         raise DataError(f"shapes:N needs N >= {2 * len(SHAPE_CLASSES)}. Received: N={count}")
     if channels not in (1, 3):
@@ -162,10 +210,13 @@ def _npz(path: Path) -> RawSource:
     if not path.is_file():
         raise DataError(f"npz file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # zipfile/pickle/format errors all mean "not a usable npz"
-        raise DataError(f"cannot read {path} as an .npz file: {exc}") from None
+        arrays = load_arrays(path, "npz dataset")
+    except UserError as exc:
+        raise DataError(str(exc)) from None
+    if "y_train" in arrays and np.ndim(arrays["y_train"]) == 3:  # (N, H, W) masks: segmentation
+        from training.segdata import from_npz
+
+        return from_npz(arrays, path, _check_images, _class_names)
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)}; it has {sorted(arrays)}. Expected x_train, y_train "
@@ -182,11 +233,14 @@ def _npz(path: Path) -> RawSource:
                                 f"{len(splits[split][1])} labels.")
     num_classes = int(max(s[1].max() for s in splits.values())) + 1
     if "class_names" in arrays:
-        names = [str(n) for n in arrays["class_names"].tolist()]
+        names = _class_names(arrays["class_names"], num_classes, f"{path}:class_names")
     else:
         names = [str(i) for i in range(num_classes)]
     return RawSource(name=path.stem, class_names=names, train=splits["train"], val=splits.get("val"),
                      test=splits.get("test"))
+
+
+MAX_CLASSES = 100_000  # an output layer wider than this is a label-encoding mistake, not a dataset
 
 
 def _check_images(x: np.ndarray, where: str) -> np.ndarray:
@@ -231,7 +285,23 @@ def _check_labels(y: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where} must hold integer class ids. Received: dtype={y.dtype}")
     if y.size and y.min() < 0:
         raise DataError(f"{where} has negative label {int(y.min())}; labels must be 0..num_classes-1.")
+    if y.size and y.max() >= MAX_CLASSES:  # checked before the int32 cast, which would wrap 2**32+1 to 1
+        raise DataError(f"{where} has label {int(y.max())}; labels must be class ids 0..num_classes-1 with fewer than "
+                        f"{MAX_CLASSES:,} classes. Remap the labels to consecutive ids (e.g. np.unique(y, "
+                        f"return_inverse=True)).")
     return y.astype(np.int32)
+
+
+def _class_names(names: np.ndarray, num_classes: int, where: str) -> list[str]:
+    """``class_names`` of an npz: a 1-D array of strings, one per class id."""
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{where} must be a 1-D array of strings (one per class). Received: dtype={names.dtype}, "
+                        f"shape={names.shape}")
+    listed = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    if len(listed) < num_classes:
+        raise DataError(f"{where} names {len(listed)} classes but the labels go up to {num_classes - 1}; "
+                        f"give one name per class id.")
+    return listed
 
 
 def keras_cache_dir() -> Path:
@@ -259,9 +329,9 @@ def _keras_cached(name: str) -> RawSource:
         if not path.is_file():
             raise missing([path], [base + "mnist.npz"])
         try:
-            with np.load(path, allow_pickle=False) as f:
-                xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-        except Exception as exc:  # zip/format/missing-key errors all mean a bad download
+            f = load_arrays(path, name)
+            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        except (UserError, KeyError) as exc:  # format/pickle/missing-key errors all mean a bad download
             raise damaged(path, base + "mnist.npz", exc) from None
         return RawSource(name=name, class_names=[str(i) for i in range(10)], train=(xtr[..., None], ytr.astype(np.int32)),
                          test=(xte[..., None], yte.astype(np.int32)), safe_augmentations=GLYPHS,
@@ -301,10 +371,14 @@ def _keras_cached(name: str) -> RawSource:
         try:
             if folder.is_dir():
                 with open(folder / member, "rb") as fh:
-                    return pickle.load(fh, encoding="bytes")
+                    return restricted_pickle_load(fh, str(where))
             with tarfile.open(archive, "r:gz") as tar:
                 fh = tar.extractfile(f"{folder_name}/{member}")
-                return pickle.load(fh, encoding="bytes")
+                if fh is None:
+                    raise KeyError(f"{folder_name}/{member} is not a regular file in the archive")
+                return restricted_pickle_load(fh, f"{archive}:{folder_name}/{member}")
+        except UserError as exc:  # a pickle naming code to run: say so, never load it
+            raise DataError(f"{name}: {exc}") from None
         except FileNotFoundError:
             raise DataError(f"{name}: the cache folder {folder} lacks {member}. Delete the folder and extract "
                             f"{url} into {cache} again (or remove the folder and place the archive at {archive}).") from None

@@ -10,14 +10,16 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections import Counter
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnkeras.errors import UserError
+from cnnkeras.safe_load import check_pixels
 from training.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -45,11 +47,19 @@ def open_image(path_or_bytes: str | os.PathLike | bytes, where: str | None = Non
         where = "<bytes>" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
     try:
         src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
-        img = Image.open(src)
+        with warnings.catch_warnings():  # PIL's bomb warning: our own limit below says it better
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(src)
+        check_pixels(img, where)  # the header's size, before a single pixel is decoded
         img.seek(0)  # first frame of an animated GIF
         img.load()
     except FileNotFoundError:
         raise DataError(f"image not found: {where}") from None
+    except UserError as exc:  # the pixel-count limit: its own message, not "corrupt"
+        raise DataError(str(exc)) from None
+    except Image.DecompressionBombError:  # PIL's own hard limit (twice its warning threshold)
+        raise DataError(f"{where}: the image header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (a "
+                        f"decompression bomb or a huge image); refused before decoding. Resize it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = "unknown image format" if isinstance(exc, UnidentifiedImageError) else exc
         raise DataError(f"{where}: cannot decode this image ({reason}). The file is corrupt, truncated or not "
@@ -57,8 +67,21 @@ def open_image(path_or_bytes: str | os.PathLike | bytes, where: str | None = Non
     return img
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey images (PNG ``I;16``, ``I``, ``F``) as 8-bit ``L``, scaled, not clipped at 255."""
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16") or (arr.size and 255 < float(arr.max()) <= 65535 and float(arr.min()) >= 0):
+        arr = arr.astype(np.float64) / 257.0  # 0..65535 -> 0..255
+    elif arr.size and (float(arr.min()) < 0 or not np.isfinite(arr).all() or float(arr.max()) > 255):
+        raise DataError(f"a {img.mode}-mode image holds values in [{arr.min()}, {arr.max()}], outside the 8-bit "
+                        f"and 16-bit ranges; convert it to an 8-bit PNG.")
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+
+
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     img = ImageOps.exif_transpose(img)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
     if channels == 1:
         return img if img.mode == "L" else img.convert("L")
     if channels == 3:
@@ -86,16 +109,6 @@ def decode_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, image_s
     return _convert(img, image_size, channels)
 
 
-@dataclass
-class FolderData:
-    """Images read from a ``folder:PATH`` dataset (before splitting)."""
-
-    class_names: list[str]
-    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # "train" and optionally "val", "test"
-    skipped: list[str]  # undecodable files skipped with skip_bad_images
-    ignored: list[str] = field(default_factory=list)  # files that are not images in a class folder
-
-
 # Top-level folder names read as splits (compared case-insensitively); the first name is the canonical one.
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation", "valid"), "test": ("test", "testing")}
 _SPLIT_OF = {alias: split for split, aliases in SPLIT_NAMES.items() for alias in aliases}
@@ -113,8 +126,24 @@ def _loose_files(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_file() and not _hidden(p))
 
 
+def _check_symlink(folder: Path) -> None:
+    """Refuse a class folder that links to the file system root or to a folder holding the dataset itself
+    (walking it would read the whole disk or loop); a link to an ordinary folder elsewhere is fine."""
+    if not folder.is_symlink():
+        return
+    target, here = folder.resolve(), folder.parent.resolve()
+    if target == Path(target.anchor) or target == here or target in here.parents:
+        raise DataError(f"{folder} is a symbolic link to {target}, which contains the dataset itself or the whole "
+                        f"file system; it is not read. Remove the link or point it at a folder of images.")
+
+
 def _image_files(folder: Path, ignored: list[Path]) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p))
+    _check_symlink(folder)
+    try:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p))
+    except OSError as exc:  # an unreadable sub-folder or file: name it
+        raise DataError(f"cannot read {exc.filename or folder} while listing {folder} ({exc.strerror or exc}). "
+                        f"Fix its permissions or move it out of the dataset.") from None
     ignored.extend(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
@@ -183,27 +212,37 @@ def _warn_ignored(root: Path, ignored: list[Path], split_dirs: dict[str, Path]) 
                    "; ".join(parts))
 
 
-def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, channels: int | None,
-                skip_bad_images: bool = False) -> FolderData:
-    """Read a folder of class sub-folders (or ``train/``, ``val/``, ``test/`` sub-folders holding them).
+@dataclass
+class FolderListing:
+    """The image files of a ``folder:PATH`` dataset, before decoding.
 
-    ``training/``, ``validation/``, ``valid/`` and ``testing/`` are accepted as split folder names too.
-    Other top-level folders beside the split folders, files outside class folders and files with an
-    unsupported extension are not read; one warning lists them.
+    Attributes:
+        root: The dataset folder.
+        class_names: Sorted class names; label ``i`` is ``class_names[i]``.
+        files: Per split (``train`` and optionally ``val``, ``test``): ``(path, label)`` in reading
+            order (class by class, files sorted), the order the decoded arrays have.
+        split_dirs: The folder of each split (empty when the root holds the class folders).
+        ignored: Files that are not read (unsupported extension, outside any class folder).
+    """
+
+    root: Path
+    class_names: list[str]
+    files: dict[str, list[tuple[Path, int]]]
+    split_dirs: dict[str, Path]
+    ignored: list[Path]
+
+
+def list_folder(root: str | os.PathLike) -> FolderListing:
+    """List a folder dataset's image files and labels (nothing is decoded; one warning names ignored files).
 
     Args:
-        root: The dataset folder.
-        image_size: Target ``(height, width)``; ``None`` requires all images to share one size.
-        channels: 1 or 3; ``None`` follows the images (grey modes -> 1, colour -> 3), and requires
-            all images to agree.
-        skip_bad_images: Skip corrupt/truncated files with a warning instead of failing.
+        root: The dataset folder (class sub-folders, or ``train/`` [``val/``] [``test/``] holding them).
 
     Returns:
-        The decoded images as ``uint8`` NHWC arrays with ``int32`` labels, per split.
+        The listing.
 
     Raises:
-        DataError: Missing/empty folders, classes without images, corrupt files, two folders for one
-            split, or mixed sizes/modes without ``image_size``/``channels``.
+        DataError: Missing/empty folders, classes without images, or two folders for one split.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -229,52 +268,14 @@ def read_folder(root: str | os.PathLike, *, image_size: Sequence[int] | None, ch
     _warn_ignored(root, ignored, split_dirs)
     if len(names) < 2:
         raise DataError(f"{root} has only one class ({names[0]}); a classifier needs at least two class folders.")
+    files = {split: [(path, label) for label, name in enumerate(names) for path in per_class.get(name, [])]
+             for split, per_class in split_files.items()}
+    return FolderListing(root=root, class_names=names, files=files, split_dirs=split_dirs, ignored=ignored)
 
-    # Decode everything once; collect every bad file so the user can fix them all in one go.
-    decoded: dict[str, list[tuple[Image.Image, int, Path]]] = {}
-    bad: list[str] = []
-    for split, per_class in split_files.items():
-        decoded[split] = []
-        for label, name in enumerate(names):
-            for path in per_class.get(name, []):
-                try:
-                    decoded[split].append((open_image(path), label, path))
-                except DataError as exc:
-                    bad.append(f"{path} ({str(exc).split(': ', 1)[-1].split('. The file')[0]})")
-    if bad and not skip_bad_images:
-        shown = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise DataError(f"{len(bad)} image(s) under {root} cannot be decoded:\n  {shown}\n"
-                        f"Fix or delete them, or pass --skip-bad-images to skip them.")
-    if bad:
-        logger.warning("skipped %d bad image(s) under %s: %s", len(bad), root, "; ".join(bad[:5]))
 
-    everything = [item for items in decoded.values() for item in items]
-    if channels is None:
-        kinds = Counter("grey" if img.mode in _GREY_MODES else "colour" for img, _, _ in everything)
-        if len(kinds) > 1:
-            raise DataError(f"images under {root} mix grey and colour modes ({dict(kinds)}); pass "
-                            f"--channels 1 or --channels 3 to convert them all.")
-        channels = 1 if "grey" in kinds else 3
-    if image_size is None:
-        sizes = Counter(img.size for img, _, _ in everything)
-        if len(sizes) > 1:
-            listed = ", ".join(f"{h}x{w}: {n}" for (w, h), n in sizes.most_common(5))
-            raise DataError(f"images under {root} have mixed sizes ({listed} files); pass --image-size HxW "
-                            f"(e.g. --image-size 32x32) to resize them all.")
-        (w, h), = sizes
-        image_size = (h, w)
-
-    splits = {}
-    for split, items in decoded.items():
-        if not items:
-            raise DataError(f"no usable images left in {split_dirs.get(split, root)}.")
-        x = np.stack([_convert(img, image_size, channels) for img, _, _ in items])
-        y = np.array([label for _, label, _ in items], dtype=np.int32)
-        splits[split] = (x, y)
-    logger.info("read %s: %s, %d classes, %dx%dx%d", root,
-                ", ".join(f"{k} {len(v[1])}" for k, v in splits.items()), len(names), *image_size, channels)
-    return FolderData(class_names=names, splits=splits, skipped=bad,
-                      ignored=[str(p) for p in ignored])
+def image_kind(img: Image.Image) -> str:
+    """``"grey"`` or ``"colour"``: what ``channels=None`` follows."""
+    return "grey" if img.mode in _GREY_MODES else "colour"
 
 
 def _convert(img: Image.Image, image_size: Sequence[int] | None, channels: int) -> np.ndarray:

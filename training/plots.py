@@ -89,7 +89,7 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | Path,
-                          title: str = "Confusion matrix (test)") -> Path:
+                          title: str = "Confusion matrix (test)", unit: str = "images") -> Path:
     """Plot a confusion matrix: colour = row-normalized recall, numbers = counts.
 
     Args:
@@ -97,6 +97,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         class_names: Class names.
         path: Output PNG.
         title: Figure title.
+        unit: What the counts count (``images``; ``pixels`` for segmentation).
 
     Returns:
         The PNG path.
@@ -119,7 +120,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
                     ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8 if k <= 15 else 6,
                             color="white" if norm[i, j] > 0.5 else "black")
     acc = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(f"{title}: accuracy {acc:.2%} on {int(matrix.sum())} images")
+    ax.set_title(f"{title}: accuracy {acc:.2%} on {int(matrix.sum())} {unit}")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.tight_layout()

@@ -44,8 +44,9 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
 
     from training.errors import TrainingError
 
-    if (samples is not None and samples < 1) or variants < 1:
-        raise DataError(f"samples and variants must be >= 1. Received: samples={samples}, variants={variants}")
+    if (samples is not None and not 1 <= samples <= 256) or not 1 <= variants <= 64:
+        raise DataError(f"samples must be 1..256 and variants 1..64 (a larger grid is a picture nobody can read, "
+                        f"hundreds of megapixels). Received: samples={samples}, variants={variants}")
     out = Path(out)
     if out.is_dir():  # a folder: write the default file name into it
         out = out / "augment_preview.png"

@@ -15,9 +15,12 @@ from training.rundir import is_complete
 
 logger = logging.getLogger(__name__)
 
+# Keys of config.json's "train" that record what training chose (not TrainConfig options).
+RECORDED_ONLY = ("bn_momentum",)
+
 
 def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
-                  announce: bool = True) -> tuple[TrainConfig, Path]:
+                  announce: bool = True) -> tuple[TrainConfig, Path | None]:
     """The config of the run ``config.resume`` names, with only ``epochs``/``verbose`` taken from ``config``.
 
     Args:
@@ -28,25 +31,32 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
         announce: Log the stretched schedule when ``epochs`` changes (off for a check before training).
 
     Returns:
-        ``(the run's config, the run directory)``.
+        ``(the run's config, the run directory)``; for a run that stopped before its first checkpoint,
+        ``(its config with resume=None, out=the run directory, overwrite=True, None)``: it starts over.
 
     Raises:
-        TrainingError: No checkpoint, a damaged run, changed options, or an already complete run.
+        TrainingError: A damaged run, changed options, or an already complete run.
     """
     run_dir = Path(config.resume)
     saved = read_run_config(run_dir)
-    if not (run_dir / "checkpoints" / "state.json").is_file():
-        raise TrainingError(f"{run_dir} has no checkpoint to resume from (checkpoints/state.json): it stopped before "
-                            f"its first epoch ended. Train again instead.")
+    fresh = not (run_dir / "checkpoints" / "state.json").is_file()  # stopped before its first epoch ended
     try:
-        state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+        state = {"epoch": 0} if fresh else json.loads((run_dir / "checkpoints" / "state.json").read_text())
         stored = dict(saved["train"])
+        for fact in RECORDED_ONLY:  # what training recorded about itself, not options
+            stored.pop(fact, None)
         stored["spec"] = saved["model"].get("spec") if saved["model"].get("source") == "spec" else None
         stored.update(resume=str(run_dir), out=str(run_dir), overwrite=False)
         stored["augment"] = dict(stored["augment"])
         resumed = TrainConfig.from_dict(stored)
         done = int(state["epoch"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # hand-edited or foreign files
+        resumed.validate()  # a hand-edited value (epochs "ten" or -5) is named here, not met mid-run
+        if not 0 <= done <= 100_000:
+            raise ValueError(f"checkpoints/state.json records epoch {done}, outside 0..100000")
+    except TrainingError as exc:
+        raise TrainingError(f"cannot resume {run_dir}: its config.json holds an invalid setting ({exc}). "
+                            f"Train again instead.") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:  # hand-edited or foreign files
         raise TrainingError(f"cannot resume {run_dir}: its config.json or checkpoints/state.json is damaged or was "
                             f"not written by cnnkeras train ({type(exc).__name__}: {exc}). Train again instead.") from None
     # Options other than epochs/verbosity come from the run itself; refuse changes rather than ignore them.
@@ -66,13 +76,21 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
     planned = resumed.epochs
     if config.epochs is not None:
         resumed.epochs = config.epochs
+    if fresh and is_complete(run_dir):
+        raise TrainingError(f"{run_dir} is already complete, and its checkpoint (checkpoints/state.json) is gone, so it "
+                            f"cannot train further. Start a new run (another --out) to train longer.")
     if is_complete(run_dir) and done >= resumed.epochs:
         raise TrainingError(f"{run_dir} is already complete ({done} of {resumed.epochs} epochs). "
                             f"Pass --epochs N (more than {done}) to train further.")
+    resumed.verbose = config.verbose
+    if fresh:  # nothing to continue from: the same run, from the start, in the same directory
+        if announce:
+            logger.warning("%s stopped before its first epoch ended (no checkpoint): starting it over from epoch 1 "
+                           "with its own settings", run_dir)
+        return dataclasses.replace(resumed, resume=None, out=str(run_dir), overwrite=True), None
     if resumed.epochs != planned and announce:
         logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
                        resumed.epochs, planned)
-    resumed.verbose = config.verbose
     return resumed, run_dir
 
 

@@ -36,6 +36,10 @@ def versions() -> dict[str, str]:
 def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool) -> Path:
     """Pick (and guard) the run directory.
 
+    Inside :func:`training.runguard.run_guard` (what :func:`training.train` does) the directory is
+    locked against other processes, auto-names skip folders another run holds, and ``--overwrite`` of a
+    run worth keeping returns a hidden build directory that replaces it only when complete.
+
     Args:
         out: Explicit directory, or ``None`` for ``project_dir/name``, ``name2``, ``name3``, ...
         project_dir: Parent folder of auto-named runs.
@@ -43,30 +47,52 @@ def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool
         overwrite: Allow replacing an existing run directory given as ``out``.
 
     Returns:
-        The directory (created, empty).
+        The directory to write (created, empty but for ``checkpoints/``).
 
     Raises:
         TrainingError: ``out`` exists without ``overwrite``, or it is not a run directory, or unwritable.
     """
-    if out is None:
-        base = Path(project_dir)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
-        n = 1
-        while (base / (safe if n == 1 else f"{safe}{n}")).exists():
-            n += 1
-        path = base / (safe if n == 1 else f"{safe}{n}")
-    else:
-        path = Path(out)
-        check_out(path, overwrite)
-        if path.exists():
-            shutil.rmtree(path)
+    from training import runguard
+
+    guard = runguard.active()
     try:
-        path.mkdir(parents=True)
+        if out is None:
+            path = _next_free(Path(project_dir), re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run", guard)
+        else:
+            path = Path(out)
+            check_out(path, overwrite)
+            if path.exists() and guard is not None and _worth_keeping(path):
+                return guard.build_aside(path)
+            if path.exists():
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
         (path / "checkpoints").mkdir()
     except OSError as exc:
-        raise TrainingError(f"cannot create the run directory {path}: {exc.strerror or exc}. "
-                            f"Choose a writable --out.") from None
+        raise TrainingError(f"cannot create the run directory {exc.filename or out or project_dir}: "
+                            f"{exc.strerror or exc}. Choose a writable --out.") from None
+    if guard is not None:
+        guard.run_dir = path
     return path
+
+
+def _next_free(base: Path, safe: str, guard: object) -> Path:
+    """Create and return the first free ``base/safe``, ``safe2``, ... (free: absent and not locked)."""
+    n = 1
+    while True:
+        path = base / (safe if n == 1 else f"{safe}{n}")
+        n += 1
+        if path.exists() or (guard is not None and not guard.try_lock(path)):
+            continue
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:  # another process created it between the check and here
+            continue
+        return path
+
+
+def _worth_keeping(path: Path) -> bool:
+    """Whether a run directory holds anything a failed overwrite must not destroy (a model or a checkpoint)."""
+    return any((path / name).exists() for name in (MODEL, METRICS, "checkpoints/state.json", "export"))
 
 
 def check_out(out: str | Path | None, overwrite: bool) -> None:
@@ -85,9 +111,20 @@ def check_out(out: str | Path | None, overwrite: bool) -> None:
     if not overwrite:
         raise TrainingError(f"output directory {path} already exists. Pass --overwrite to replace it, "
                             f"--resume {path} to continue it, or choose another --out.")
-    if not path.is_dir() or (any(path.iterdir()) and not (path / CONFIG).exists()):
+    if not path.is_dir() or not (path / CONFIG).exists() and not _only_run_leftovers(path):
         raise TrainingError(f"refusing to overwrite {path}: it is not a cnnkeras run directory "
                             f"(no {CONFIG}). Choose another --out.")
+
+
+def _only_run_leftovers(path: Path) -> bool:
+    """An empty folder, or what a run killed before writing config.json leaves (empty checkpoints/, temps)."""
+    for entry in path.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.name == "checkpoints" and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return False
+    return True
 
 
 def load_run_model(run_dir: str | Path) -> Any:
@@ -114,7 +151,9 @@ def load_run_model(run_dir: str | Path) -> Any:
                         f"`cnnkeras train --resume {run}` or train again.")
     path = run / MODEL
     if not path.is_file():
-        raise DataError(f"{run} has no {MODEL}; the run directory is damaged. Train again.")
+        fix = (f"Rebuild it from the checkpoint: `cnnkeras train --resume {run}`" if (run / "checkpoints" / "state.json")
+               .is_file() else "Train again")
+        raise DataError(f"{run} has no {MODEL}; the run directory is damaged. {fix}.")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # zip/h5/config errors all mean the file is unusable
@@ -122,12 +161,14 @@ def load_run_model(run_dir: str | Path) -> Any:
 
 
 def is_complete(run_dir: str | Path) -> bool:
-    """Whether a run finished (``metrics.json`` is written last).
+    """Whether a run finished: ``metrics.json`` (written last) and ``model.keras`` are both there.
+
+    A run missing either is one ``--resume`` finishes (from its checkpoint), never "already complete".
 
     Args:
         run_dir: Run directory.
 
     Returns:
-        True when ``metrics.json`` exists.
+        True when both files exist.
     """
-    return (Path(run_dir) / METRICS).is_file()
+    return (Path(run_dir) / METRICS).is_file() and (Path(run_dir) / MODEL).is_file()

@@ -22,30 +22,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Sequence
 
 from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
-from training import config as config_mod
-from training.class_weights import class_weights as _class_weights
 from training.config import TrainConfig
 from training.data import load_arrays, parse_image_size, read_run_config, steps_per_epoch
 from training.errors import DataError, TrainingError
 from training.resume import absolute_source as _absolute_source
 from training.resume import resume_config as _resume_config
+from training.runguard import run_guard
 from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, versions
+from training.tasks import for_info
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train"]
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> Path:
     """Train a model and write a complete run directory.
 
     Args:
         config: What to train (``None`` options take the data's default recipe).
+        callbacks: Extra Keras callbacks for ``fit`` (called after cnnkeras' own each epoch).
 
     Returns:
         The run directory (``metrics.json`` present: the run is complete).
@@ -59,7 +58,8 @@ def train(config: TrainConfig) -> Path:
 
     determinism_before = tf_config.is_op_determinism_enabled()
     try:
-        return _train(config)
+        with run_guard(config) as guard:  # lock, leftovers, --overwrite built aside, Ctrl-C / disk-full messages
+            return guard.finish(_train(config, list(callbacks)))
     finally:  # --deterministic is global in TF: do not leak it into the caller's later work
         if not determinism_before and tf_config.is_op_determinism_enabled():
             tf_config.disable_op_determinism()
@@ -94,7 +94,7 @@ class _Model:
     bn_momentum: float | None
 
 
-def _train(config: TrainConfig) -> Path:
+def _train(config: TrainConfig, extra_callbacks: list) -> Path:
     resume_from = None
     if config.resume:
         config, resume_from = _resume_config(config)
@@ -110,7 +110,8 @@ def _train(config: TrainConfig) -> Path:
     chief = config.strategy != "multiworker" or is_chief()
     run_dir = _open_run_dir(config, data, built, resume_from, chief)
     state, initial_epoch = _restore(config, run_dir, built, strategy, resume=resume_from is not None)
-    train_seconds = _fit(config, data, built, state, run_dir, initial_epoch, strategy, resumed=resume_from is not None)
+    train_seconds = _fit(config, data, built, state, run_dir, initial_epoch, strategy, resumed=resume_from is not None,
+                         extra_callbacks=extra_callbacks)
     if not chief:  # the chief writes the run directory; this worker's scratch copy goes away
         shutil.rmtree(run_dir, ignore_errors=True)
         out = Path(config.out) if config.out else None
@@ -142,21 +143,18 @@ def _load_data(config: TrainConfig) -> _Data:
         channels = channels or spec.input_shape[2]
     data_args = dict(image_size=list(image_size) if image_size is not None else None, channels=channels,
                      val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed,
-                     skip_bad_images=config.skip_bad_images)
+                     skip_bad_images=config.skip_bad_images, stream=config.stream, cache=config.cache)
     source = _absolute_source(config.data)
-    split, info = load_arrays(source, **data_args, stream=config.stream, cache=config.cache)
-    config = config_mod.resolve(config, info.name, info.input_shape, len(split.train[1]))
+    split, info = load_arrays(source, **data_args)
+    task = for_info(info)  # classification or segmentation: training.tasks holds every difference
+    config = task.resolve_recipe(config, info, len(split.train[1]))
     config = dataclasses.replace(config, data=source)  # an absolute path resumes from any folder
-    from training.augment import resolve_augment
+    aug, config = task.resolve_augment(config, info)
+    weights = task.class_weights(config.class_weight, split, info)  # checked early
+    from training.finetune import transfer_model_name
 
-    aug = resolve_augment(config.augment, info)
-    if config.mixup or config.cutmix:
-        aug = dataclasses.replace(aug, mixup=config.mixup or aug.mixup, cutmix=config.cutmix or aug.cutmix)
-    weights = _class_weights(config.class_weight, split.train[1], list(info.class_names))  # checked early
-    from training.device_augment import resolve_augment_on
-
-    config = dataclasses.replace(config, augment_on=resolve_augment_on(config.augment_on, config.jit))
-    model_name = spec.name if spec is not None else (config.model or _default_model(info.input_shape))
+    model_name = spec.name if spec is not None else (transfer_model_name(config) or config.model
+                                                     or task.default_model(info))
     return _Data(config, split, info, data_args, spec, model_name, aug, weights)
 
 
@@ -167,6 +165,7 @@ def _build_and_compile(config: TrainConfig, data: _Data, strategy: Any) -> _Mode
     from training.augment import make_augmenter
     from training.batchnorm import fit_momentum
     from training.device_augment import OnDeviceAugment
+    from training.finetune import wrap_schedule
     from training.optim import make_optimizer
 
     on_device = data.aug.enabled and config.augment_on == "device"
@@ -186,14 +185,12 @@ def _build_and_compile(config: TrainConfig, data: _Data, strategy: Any) -> _Mode
                 train_model = keras.Model(model.input, out, name=model.name)
             steps = steps_per_epoch(len(data.split.train[1]), config.batch_size)
             optimizer = make_optimizer(config, steps)
+            wrap_schedule(optimizer, config, steps)  # transfer runs: lower rate after the frozen phase
             bn_momentum = fit_momentum(model, steps)
             logits = cnnkeras.model_outputs_logits(model)
             fit_model = OnDeviceAugment(train_model, make_augmenter(data.aug, data.info)) if on_device else train_model
-            fit_model.compile(
-                optimizer=optimizer,
-                loss=keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=config.label_smoothing),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                jit_compile=config.jit)
+            fit_model.compile(optimizer=optimizer, jit_compile=config.jit,
+                              **for_info(data.info).compile_args(config, data.info, logits, data.class_weight))
             generators = [layer._random_generator._generator for layer in model.layers  # noqa: SLF001
                           if getattr(getattr(layer, "_random_generator", None), "_generator", None) is not None]
     finally:
@@ -220,6 +217,7 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
         "model": _model_record(config, data.spec, data.model_name, data.info),
         "train": {**config.to_dict(), "augment": data.aug.to_dict(), "resume": None,
                   "bn_momentum": built.bn_momentum},
+        "task": data.info.task,
         "dataset": data.info.to_dict(),
         "versions": versions(),
     }
@@ -248,23 +246,16 @@ def _restore(config: TrainConfig, run_dir: Path, built: _Model, strategy: Any, *
 
 
 def _fit(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir: Path, initial_epoch: int,
-         strategy: Any, *, resumed: bool) -> float:
+         strategy: Any, *, resumed: bool, extra_callbacks: list) -> float:
     """Step 6: ``fit`` from ``initial_epoch`` with logs and checkpoints; returns the fit's seconds."""
     from cnnkeras._keras import keras
-    from training.augment import make_augmenter
     from training.callbacks import EpochCSVLogger, LearningRateLogger, truncate_history
-    from training.data import make_eval_dataset, make_train_dataset
 
-    split, info = data.split, data.info
-    augmenter = make_augmenter(data.aug, info) if data.aug.enabled and not built.on_device else None
-    train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
-                                  epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter,
-                                  seed_only=built.on_device)
-    val_ds = make_eval_dataset(*split.val, info.num_classes, config.batch_size)
+    train_ds, val_ds, fit_class_weight = for_info(data.info).datasets(config, data, initial_epoch, built.on_device)
     if resumed:
         truncate_history(run_dir / "history.csv", initial_epoch)
     callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(),
-                 EpochCSVLogger(str(run_dir / "history.csv"), append=resumed), state]
+                 EpochCSVLogger(str(run_dir / "history.csv"), append=resumed), state, *extra_callbacks]
     if config.tensorboard:
         try:
             import tensorboard  # noqa: F401  (tf.summary needs it at run time)
@@ -276,9 +267,14 @@ def _fit(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir: P
     # A progress bar redrawn into a log file is megabytes of noise: one line per epoch unless on a terminal.
     verbose = 2 if config.verbose == 1 and not sys.stdout.isatty() else config.verbose
     start = time.perf_counter()
-    if initial_epoch < config.epochs:
+    from training.finetune import fit_phases, is_transfer
+
+    if initial_epoch < config.epochs and is_transfer(config):  # frozen-body phase, then fine-tune phase
+        fit_phases(built.fit_model, built.model, config, initial_epoch=initial_epoch, callbacks=callbacks, x=train_ds,
+                   steps_per_epoch=built.steps, validation_data=val_ds, class_weight=fit_class_weight, verbose=verbose)
+    elif initial_epoch < config.epochs:
         built.fit_model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=built.steps,
-                            validation_data=val_ds, class_weight=data.class_weight, callbacks=callbacks,
+                            validation_data=val_ds, class_weight=fit_class_weight, callbacks=callbacks,
                             verbose=verbose)
     if state.nan_epoch is not None:
         raise TrainingError(
@@ -308,25 +304,21 @@ def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir
     import cnnkeras
     from training.batchnorm import image_batches, recompute_statistics
     from training.callbacks import read_history
-    from training.evaluate import chance_warnings, classification_metrics, predict_probabilities
-    from training.plots import plot_confusion_matrix, plot_curves
 
     split, info = data.split, data.info
+    task = for_info(info)
     final = _build(config, data.spec, data.model_name, info)
     state.load_final(final, config.final)
     bn_batches = recompute_statistics(final, image_batches(split.train[0], config.batch_size, seed=config.seed))
-    metrics = classification_metrics(predict_probabilities(final, split.test[0], logits=built.logits),
-                                     split.test[1], info.class_names, config.top_k)
-    val = classification_metrics(predict_probabilities(final, split.val[0], logits=built.logits), split.val[1],
-                                 info.class_names, 1, prefix="val")
     history = read_history(run_dir / "history.csv")
     epochs_run = len(history.get("epoch", []))
-    warnings = chance_warnings(metrics, info.class_names, steps_run=epochs_run * built.steps, epochs=epochs_run)
+    metrics = task.evaluate(final, config, data, built.logits, epochs_run * built.steps, epochs_run)
+    warnings = metrics.pop("warnings")
     for text in warnings:
         logger.warning("%s", text)
     trained = config.epochs - initial_epoch
     metrics.update(
-        val_accuracy=val["val_accuracy"], val_loss=val["val_loss"], model=data.model_name,
+        model=data.model_name,
         params=int(final.count_params()), macs=int(cnnkeras.summarize(final).total_macs), epochs_run=epochs_run,
         best_epoch=None if state.best_epoch is None else state.best_epoch + 1, final_weights=config.final,
         train_seconds=round(train_seconds, 2),
@@ -340,15 +332,11 @@ def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir
     def write_all() -> None:
         with atomic_path(run_dir / MODEL) as tmp:
             final.save(tmp)
-        plot_curves(history, run_dir / "curves.png", metrics["best_epoch"], label_smoothing=config.label_smoothing)
-        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), info.class_names,
-                              run_dir / "confusion_matrix.png")
+        task.plots(metrics, history, run_dir, config, data)
         atomic_write_json(run_dir / METRICS, metrics)  # last: marks the run complete
 
     _write(run_dir, write_all)
-    logger.info("test accuracy %.2f%% (top-%d %.2f%%, loss %.4f) on %d images; run directory: %s",
-                100 * metrics["test_accuracy"], metrics["top_k"], 100 * metrics[f"test_top{metrics['top_k']}_accuracy"],
-                metrics["test_loss"], metrics["test_examples"], run_dir)
+    task.log_result(metrics, run_dir)
     return run_dir
 
 
@@ -382,6 +370,10 @@ def _default_model(input_shape: tuple[int, int, int]) -> str:
 def _model_record(config: TrainConfig, spec: Any, name: str, info: Any) -> dict[str, Any]:
     import cnnkeras
 
+    from training.finetune import is_transfer, transfer_record
+
+    if is_transfer(config):
+        return transfer_record(config, name)
     if spec is not None:
         return {"source": "spec", "name": name, "spec": spec.to_dict()}
     record = {"source": "zoo", "name": name, "overrides": dict(config.model_args)}
@@ -395,8 +387,11 @@ def _model_record(config: TrainConfig, spec: Any, name: str, info: Any) -> dict[
 def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
     """Build the model and check it fits the data (shape, classes, head)."""
     import cnnkeras
+    from training.finetune import build_transfer_model, is_transfer
 
-    if spec is not None:
+    if is_transfer(config):  # --backbone / --init-from (training.finetune)
+        model = build_transfer_model(config, info.input_shape, info.num_classes)
+    elif spec is not None:
         if tuple(spec.input_shape) != tuple(info.input_shape):
             raise DataError(f"spec {spec.name} expects input {tuple(spec.input_shape)} but the data is "
                             f"{tuple(info.input_shape)}; pass --image-size/--channels to match the spec.")
@@ -414,11 +409,7 @@ def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
             raise cnnkeras.SpecError(
                 f"{exc} The data ({info.name}) is {shape}: pass --image-size HxW (e.g. 32x32) to resize it, or "
                 f"choose a model for this size (the default here is {cnnkeras.default_model_for(info.input_shape)}).") from None
-    head = cnnkeras.model_head_type(model)
-    if head != "classifier":
-        raise TrainingError(f"model {name} has a {head!r} head; training on image-level class labels needs a "
-                            f"classifier head (a dense_map model needs per-pixel labels, which no dataset here "
-                            f"provides).")
+    for_info(info).check_head(cnnkeras.model_head_type(model), name)
     if tuple(model.input_shape[1:]) != tuple(info.input_shape):
         raise DataError(f"model {name} expects input {tuple(model.input_shape[1:])} but the data is "
                         f"{tuple(info.input_shape)}; pass --image-size/--channels.")

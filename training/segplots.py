@@ -1,0 +1,140 @@
+"""Segmentation pictures: learning curves with mean IoU, the image / true / predicted grid, overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from training.plots import _pyplot, _save, loss_title
+from training.segdata import IGNORE
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """A fixed colour per class id (class 0 black, then well-separated hues); ignore is grey.
+
+    Args:
+        num_classes: Classes.
+
+    Returns:
+        ``(256, 3)`` uint8 colours indexed by mask value.
+    """
+    import matplotlib
+
+    base = [(0, 0, 0)] + [tuple(int(255 * c) for c in matplotlib.colormaps["tab20"](i % 20)[:3])
+                          for i in range(max(num_classes - 1, 0))]
+    out = np.full((256, 3), 128, np.uint8)
+    out[:len(base)] = base[:256]
+    out[IGNORE] = (200, 200, 200)
+    return out
+
+
+def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class-id mask -> RGB picture (:func:`palette`).
+
+    Args:
+        mask: ``(H, W)`` class ids.
+        num_classes: Classes.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    return palette(num_classes)[np.asarray(mask, np.int64).clip(0, 255)]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colourized mask over the image (background, class 0, left as is).
+
+    Args:
+        image: ``(H, W, C)`` 0..255.
+        mask: ``(H, W)`` class ids.
+        num_classes: Classes.
+        alpha: Mask opacity.
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    img = np.asarray(image, np.float32)
+    img = np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img[..., :3]
+    colour = colorize(mask, num_classes).astype(np.float32)
+    a = np.where(np.asarray(mask)[..., None] == 0, 0.0, alpha)
+    return np.clip(img * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+
+
+def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
+                    label_smoothing: float | None = None) -> Path:
+    """Loss, pixel accuracy and mean IoU per epoch (train and validation).
+
+    Args:
+        history: Columns of ``history.csv``.
+        path: Output PNG.
+        best_epoch: 1-based epoch of the best checkpoint.
+        label_smoothing: The run's label smoothing (named in the loss title).
+
+    Returns:
+        The PNG path.
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
+    panels = [("loss", loss_title(label_smoothing) + " per pixel"), ("accuracy", "Pixel accuracy"),
+              ("mean_iou", "Mean IoU")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (key, title) in zip(axes, panels):
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            if len(history.get(name, [])):
+                ax.plot(epochs, history[name], style, marker="o", ms=2.5,
+                        label="validation" if name.startswith("val_") else "train (augmented)")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch})")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_seg_grid(images: np.ndarray, true: np.ndarray, pred: np.ndarray, class_names: Sequence[str],
+                  path: str | Path, title: str = "Test images") -> Path:
+    """One row per image: the image, its true mask, the predicted mask (with per-image IoU), and a legend.
+
+    Args:
+        images: ``(N, H, W, C)`` 0..255.
+        true: ``(N, H, W)`` true masks.
+        pred: ``(N, H, W)`` predicted masks.
+        class_names: Class names.
+        path: Output PNG.
+        title: Figure title.
+
+    Returns:
+        The PNG path.
+    """
+    from matplotlib.patches import Patch
+
+    from training.segmetrics import iou_from_confusion, pixel_confusion
+
+    plt = _pyplot()
+    k, n = len(class_names), len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.6), squeeze=False)
+    for i in range(n):
+        img = np.asarray(images[i], np.float32)
+        grey = img.shape[-1] == 1
+        miou = iou_from_confusion(pixel_confusion(true[i], pred[i], k))[0]
+        for j, (pic, name) in enumerate(((img[..., 0] if grey else img / 255.0, "image"),
+                                         (colorize(true[i], k), "true mask"),
+                                         (colorize(pred[i], k), f"predicted (IoU {miou:.0%})"))):
+            axes[i, j].imshow(pic, cmap="gray" if grey and j == 0 else None, vmin=0, vmax=255 if grey else None,
+                              interpolation="nearest")
+            axes[i, j].set_title(name, fontsize=9)
+            axes[i, j].axis("off")
+    colours = palette(k)
+    handles = [Patch(color=colours[c] / 255.0, label=str(name)) for c, name in enumerate(class_names[:20])]
+    handles.append(Patch(color=colours[IGNORE] / 255.0, label="ignore"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)
