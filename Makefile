@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all bench guide clean reliability
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/cli_startup.py
 
+# Re-run every command of docs/guide.md and rewrite its outputs and pictures.
+guide: $(STAMP)
+	$(PY) docs/make_guide.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The hostile corpus in full (30-60 min on 2 cores), then docs/reliability.md regenerated from its results.
+reliability: $(STAMP)
+	$(PY) tests/hostile/report.py

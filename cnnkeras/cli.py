@@ -148,7 +148,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     from cnnkeras.errors import SpecError
 
     parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 10 and int(p) > 0 for p in parts):
         raise SpecError(f"--input-shape must be H,W,C with three positive integers, e.g. 32,32,3. "
                         f"Received: {text!r}")
     return int(parts[0]), int(parts[1]), int(parts[2])

@@ -12,8 +12,10 @@ import contextlib
 import ctypes
 import errno
 import json
+import logging
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,8 +45,10 @@ def write_problem(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
         return _WRITE_ERRNOS[exc.errno]
     text = str(exc)
-    for needle, why in (("No space left on device", "the disk is full"), ("Disk quota exceeded", "the disk quota is exceeded"),
-                        ("Read-only file system", "the file system is read-only"), ("Permission denied", "permission denied")):
+    for needle, why in (("No space left on device", "the disk is full"),
+                        ("Disk quota exceeded", "the disk quota is exceeded"),
+                        ("Read-only file system", "the file system is read-only"),
+                        ("Permission denied", "permission denied")):
         if needle in text:
             return why
     if isinstance(exc, OSError) and "Unable to create file" in text:  # h5py hides the errno in its text
@@ -82,10 +86,41 @@ def swap_in(new: str | os.PathLike, final: str | os.PathLike) -> None:
     if not os.path.lexists(final):
         os.replace(new, final)
     elif not _exchange(new, final):
-        old = new.with_name(new.name + ".old")
-        os.replace(final, old)
-        os.replace(new, final)
-        os.replace(old, new)
+        old = new.with_name(new.name + ".old")  # a kill between the renames: recover_swap puts it back
+        mask = getattr(signal, "pthread_sigmask", None)
+        blocked = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if mask else None
+        try:
+            os.replace(final, old)
+            os.replace(new, final)
+            os.replace(old, new)
+        finally:
+            if mask:
+                mask(signal.SIG_SETMASK, blocked)
+
+
+def recover_swap(final: str | os.PathLike) -> bool:
+    """Put back a folder that a process killed inside :func:`swap_in`'s two-rename fallback left aside.
+
+    Call it while holding ``final``'s lock, before deleting its stale temporaries.
+
+    Args:
+        final: The folder that should exist.
+
+    Returns:
+        True when a folder was put back.
+    """
+    from cnnkeras import locks
+
+    final = Path(final)
+    if os.path.lexists(final):
+        return False
+    for tmp in locks.stale_temps(final.parent, final.name):
+        old = tmp / (final.name + ".old")
+        if old.is_dir():
+            os.replace(old, final)
+            logging.getLogger(__name__).warning("restored %s, which a killed process had moved aside", final)
+            return True
+    return False
 
 
 def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
@@ -156,6 +191,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False, expected_bytes
              if is_dir else contextlib.nullcontext())
     with guard:
         if is_dir:
+            recover_swap(final)
             locks.remove_stale_temps(final.parent, final.name)
         previous = final.stat().st_size if final.is_file() else 0
         if expected_bytes or previous:

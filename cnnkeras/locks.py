@@ -140,6 +140,8 @@ def _acquire(path: Path, shared: bool, purpose: str, what: str, advice: str) -> 
         except OSError as exc:
             holder = _read_info(fd)
             os.close(fd)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise _NoLocking(exc.strerror or str(exc)) from None
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             raise FolderLockedError(f"{what} is in use by {_describe_holders(holder)}. {advice} (lock file: {path}; "
@@ -193,7 +195,8 @@ def hold(folder: str | os.PathLike, purpose: str, *, shared: bool = False, what:
             without a lock instead of failing.
 
     Yields:
-        The lock file's path (``None`` when ``optional`` and no lock could be made).
+        The lock file's path (``None`` when no lock could be made: ``optional`` and an unwritable
+        folder, or a file system without ``flock``, which is logged as a warning).
 
     Raises:
         FolderLockedError: Another live process holds a conflicting lock.
@@ -219,6 +222,10 @@ def hold(folder: str | os.PathLike, purpose: str, *, shared: bool = False, what:
         _release(key)
 
 
+class _NoLocking(Exception):
+    """The file system has no ``flock`` (some network or FUSE mounts)."""
+
+
 def _open_lock(path: Path, shared: bool, purpose: str, what: str, advice: str, optional: bool) -> int | None:
     """:func:`_acquire`, with unwritable folders turned into a clear error (or ``None`` when ``optional``)."""
     from cnnkeras.fileio import OutputError, write_problem
@@ -226,6 +233,12 @@ def _open_lock(path: Path, shared: bool, purpose: str, what: str, advice: str, o
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return _acquire(path, shared, purpose, what, advice)
+    except _NoLocking as exc:
+        logger.warning("the file system of %s cannot lock files (%s): going ahead without protection against a "
+                       "second process writing it at the same time", what, exc)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
     except OSError as exc:  # a read-only or full file system, no permission, a file where a folder should be
         why = write_problem(exc) or (exc.strerror or str(exc)).lower()
         if optional:

@@ -43,6 +43,7 @@ __all__ = ["LAYER_TYPES", "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "
 _FLOAT32_MAX = 3.4028234663852886e38
 _NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.-]*")
 _MAX_LAYERS = 1000  # cnnkeras.sizing.MAX_LAYERS counts residual blocks' layers too
+MAX_INPUT_CHANNELS = 1024
 
 
 @dataclass
@@ -147,6 +148,13 @@ def validate_input_shape(input_shape: Any, where: str = "input_shape") -> tuple[
             or len(input_shape) != 3 or not all(_is_int(v) and int(v) > 0 for v in input_shape)):
         raise SpecError(f"{where} must be [height, width, channels] with three positive integers, "
                         f"e.g. [32, 32, 3]. Received: input_shape={input_shape!r}")
+    if int(input_shape[0]) * int(input_shape[1]) * int(input_shape[2]) > 2**31 - 1:
+        raise SpecError(f"{where}: {_short(list(input_shape))} is more values per image than a TensorFlow/TFLite "
+                        f"tensor can index (2,147,483,647). Resize the images to a smaller input_shape.")
+    if int(input_shape[2]) > MAX_INPUT_CHANNELS:
+        raise SpecError(f"{where}: {int(input_shape[2]):,} input channels is more than the {MAX_INPUT_CHANNELS:,} "
+                        f"supported (images have 1, 3 or 4; multispectral stacks a few hundred). Check the order: "
+                        f"[height, width, channels]. Received: input_shape={_short(list(input_shape))}")
     return tuple(int(v) for v in input_shape)  # type: ignore[return-value]
 
 
@@ -223,7 +231,7 @@ class ModelSpec:
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in allowed:
-                raise SpecError(f"{where}: unknown key '{key}'.{_closest(str(key), allowed)} "
+                raise SpecError(f"{where}: unknown key {_short(key)}.{_closest(str(key), allowed)} "
                                 f"Allowed keys: {', '.join(allowed)}.")
         for key in ("input_shape", "num_classes", "layers"):
             if key not in data:

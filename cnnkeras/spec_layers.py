@@ -263,7 +263,7 @@ def _from_fields(cls: type, data: Any, where: str, skip: tuple[str, ...] = ()) -
     allowed = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
     for key in data:
         if key not in allowed and key not in skip:
-            raise SpecError(f"{where}: unknown key '{key}'.{_closest(key, allowed)} "
+            raise SpecError(f"{where}: unknown key {_short(key)}.{_closest(key, allowed)} "
                             f"Allowed keys: {', '.join(allowed)}.")
     obj = cls(**{k: v for k, v in data.items() if k not in skip})
     obj.validate(where)

@@ -4,7 +4,7 @@ The guide's runnable blocks are fenced as ``console``; each line starting with `
 (run with bash in the work folder, ``saved_models/guide/`` by default, with the venv's ``bin`` first on
 ``PATH``), and everything after it up to the next command is its output, which this script replaces
 by what the command prints now. A command ending in ``# exits N`` must exit with ``N`` (default 0).
-Long outputs keep their first lines and say how many were cut. Pictures are copied from the work
+Long outputs keep their first and last lines and say how many were cut. Pictures are copied from the work
 folder by comment lines ``<!-- guide-image: WORK/PATH.png -> images/NAME.png -->`` placed before the
 image link. ``--check`` runs everything and reports mismatching exit codes without rewriting.
 
@@ -28,7 +28,7 @@ GUIDE = ROOT / "docs" / "guide.md"
 FENCE = re.compile(r"^```console\n(.*?)^```\n", re.S | re.M)
 IMAGE = re.compile(r"<!-- guide-image: (\S+) -> (\S+) -->")
 EXPECT = re.compile(r"#\s*exits\s+(\d+)\s*$")
-MAX_LINES = 40
+MAX_LINES = 36
 
 
 @dataclass
@@ -61,13 +61,14 @@ def run(command: Command, work: Path) -> tuple[int, str]:
     """Run one command in ``work``; return its exit code and its cleaned-up output (stdout + stderr)."""
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                COLUMNS="100", PYTHONPATH=str(ROOT))
-    proc = subprocess.run(["bash", "-c", command.text], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=1800)
-    text = (proc.stdout + proc.stderr).replace(str(work) + "/", "").replace(str(work), ".")
+    proc = subprocess.run(["bash", "-c", command.text], cwd=work, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=1800)  # one stream, in the order printed
+    text = proc.stdout.replace(str(work) + "/", "").replace(str(work), ".")
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     lines = [line.rstrip() for line in text.rstrip().splitlines()]
-    if len(lines) > MAX_LINES:
-        lines = lines[:MAX_LINES] + [f"... ({len(lines) - MAX_LINES} more lines)"]
+    if len(lines) > MAX_LINES:  # the start and the end (where results are printed) of a long output
+        head, tail = MAX_LINES * 2 // 3, MAX_LINES // 3
+        lines = lines[:head] + [f"... ({len(lines) - head - tail} lines cut)"] + lines[-tail:]
     return proc.returncode, "\n".join(lines)
 
 

@@ -146,6 +146,10 @@ def _run_augmenter(train_cfg: dict, info: object) -> Callable[..., object] | Non
     from training.augment import make_augmenter, resolve_augment
 
     aug = resolve_augment(train_cfg.get("augment"), info)
+    if aug.enabled and getattr(info, "task", None) == "segmentation":  # image and mask must move together
+        from training.segaugment import onehot_seg_augmenter
+
+        return onehot_seg_augmenter(aug, info)
     return make_augmenter(aug, info) if aug.enabled else None
 
 
@@ -255,11 +259,10 @@ class _Exporter:
     def _micro(self, path: Path) -> None:
         if self.int8 is None:
             self.int8 = self.tflite(self.model, FORMATS["tflite_int8"])
-        # A per-pixel map has no pooling to average away the optimized kernels' one-step rounding differences
-        # (measured: up to 16 LSB on unet_tiny, 0 with reference kernels): compare TFLM with LiteRT's
-        # reference kernels there, so the check still proves TFLM computes the same graph.
-        seg = self.base.get("task") == "segmentation"
-        litert = TFLitePredictor(Path("model_int8.tflite"), data=self.int8, reference_kernels=seg)
+        # TFLM must reproduce LiteRT's *reference* kernels: the optimized ones round differently, and with
+        # no pooling to average that away it shows (measured: up to 16 LSB on unet_tiny, 0 with reference
+        # kernels; 12-75 LSB on MobileNet classifiers in benchmarks/transfer.py), which is not a device error.
+        litert = TFLitePredictor(Path("model_int8.tflite"), data=self.int8, reference_kernels=True)
         info = convert.graph_info(self.int8)
         pixels = np.asarray(self.data.x_test[:GOLDEN_COUNT], np.float32)
         golden = quantize(pixels, info["input"]["scale"], info["input"]["zero_point"], np.dtype(info["input"]["dtype"]))
@@ -268,7 +271,7 @@ class _Exporter:
         self.facts["micro"] = {k: pkg[k] for k in ("arena_bytes", "arena_used_bytes", "flash_bytes", "ram_bytes",
                                                    "golden_count", "tflm_vs_litert_max_lsb",
                                                    "tflm_vs_litert_tolerance_lsb")}
-        self.facts["micro"]["litert_kernels"] = "reference" if seg else "optimized"
+        self.facts["micro"]["litert_kernels"] = "reference"
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:

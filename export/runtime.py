@@ -349,7 +349,7 @@ def check_micro_info(info: dict, data: bytes, where: Path) -> None:
         if not isinstance(spec, dict):
             raise bad(side, "must be an object with dtype, shape, scale and zero_point", spec)
         dtype, scale, zero = spec.get("dtype"), spec.get("scale"), spec.get("zero_point")
-        if dtype not in _MICRO_DTYPES or np.dtype(dtype) != np.dtype(detail["dtype"]):
+        if not isinstance(dtype, str) or dtype not in _MICRO_DTYPES or np.dtype(dtype) != np.dtype(detail["dtype"]):
             raise bad(f"{side}.dtype", f"must be the model's {np.dtype(detail['dtype']).name}", dtype)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
             raise bad(f"{side}.scale", "must be a finite number > 0", scale)

@@ -36,13 +36,15 @@ def validate_tflite_bytes(data: bytes, where: str = "model") -> None:
     if len(data) < 16 or data[4:8] != TFLITE_IDENTIFIER:
         raise ExportError(f"{where}: not a TFLite flatbuffer (size {len(data)} bytes, missing the 'TFL3' "
                           f"identifier). {_FIX}")
-    _flatbuffer_verifier(data, where)
+    # The pure-Python graph walk first: LiteRT's constructor segfaults on some damaged files before its own
+    # verifier runs (e.g. one zeroed byte in the root table's vtable, found by tests/test_fuzz_inputs.py).
     try:
         problem = _graph_problem(data)
-    except (IndexError, ValueError, TypeError, struct.error, OverflowError) as exc:
+    except (IndexError, ValueError, TypeError, struct.error, OverflowError, RecursionError) as exc:
         problem = f"unreadable graph ({type(exc).__name__}: {exc})"
     if problem:
         raise ExportError(f"{where}: invalid TFLite graph: {problem}. {_FIX}")
+    _flatbuffer_verifier(data, where)
 
 
 def _flatbuffer_verifier(data: bytes, where: str) -> None:

@@ -69,8 +69,8 @@ def test_device_augmentation_under_mirrored_strategy(tmp_path):
     from tests.test_train_distributed import ROOT, TRAIN, _env
 
     out = tmp_path / "run"
-    proc = subprocess.run(TRAIN + ["--strategy", "mirrored", "--devices", "2", "--augment-on", "device", "--out",
-                                   str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(TRAIN + ["--strategy", "mirrored", "--devices", "2", "--augment-on", "device",
+                                   "--augment", "default", "--out", str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "strategy mirrored (2 replicas), augmentation in the training step (device)" in proc.stderr
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2

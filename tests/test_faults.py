@@ -93,6 +93,7 @@ def _holder(folder: Path, shared: bool = False) -> subprocess.Popen:
 @pytest.mark.parametrize("mine_shared,theirs_shared", [(False, False), (True, False), (False, True)],
                          ids=["lock-second-writer-refused", "lock-writer-refuses-reader", "lock-reader-refuses-writer"])
 def test_a_held_folder_is_refused_with_the_holder_named(tmp_path, mine_shared, theirs_shared):
+    """A second writer, or a writer against readers (and vice versa), is refused naming pid, host, start time."""
     proc = _holder(tmp_path / "run", shared=theirs_shared)
     try:
         with pytest.raises(locks.FolderLockedError) as info, locks.hold(tmp_path / "run", "t", shared=mine_shared):
@@ -106,6 +107,7 @@ def test_a_held_folder_is_refused_with_the_holder_named(tmp_path, mine_shared, t
 
 
 def test_two_readers_share_and_a_killed_holder_frees_its_lock(tmp_path):
+    """Readers share a lock; a holder killed with SIGKILL leaves a lock file that is taken over at once."""
     reader = _holder(tmp_path / "run", shared=True)
     with locks.hold(tmp_path / "run", "t", shared=True):
         pass
@@ -118,9 +120,23 @@ def test_two_readers_share_and_a_killed_holder_frees_its_lock(tmp_path):
         assert json.loads((tmp_path / ".run.lock").read_text())["pid"] == os.getpid()
 
 
+def test_a_file_system_without_locks_degrades_to_a_warning(tmp_path, monkeypatch, caplog):
+    """Where flock is unsupported (some network/FUSE mounts), writing goes ahead with a warning, not a failure."""
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with locks.hold(tmp_path / "run", "t") as held:
+        assert held is None
+    assert "cannot lock files" in caplog.text and _hidden(tmp_path) == []
+
+
 @pytest.mark.parametrize("cmd", ["train-overwrite", "train-resume", "export"],
                          ids=["lock-train-overwrite-while-held", "lock-resume-while-held", "lock-export-while-trained"])
 def test_cli_refuses_a_run_another_process_holds(run_copy, capsys, cmd):
+    """train --overwrite / --resume / export of a run another process holds: exit 2 naming it, run unchanged."""
     before = _digest(run_copy)
     argv = {"train-overwrite": ["train", *TINY, "--epochs", "1", "--out", str(run_copy), "--overwrite"],
             "train-resume": ["train", "--resume", str(run_copy), "--epochs", "3"],
@@ -138,6 +154,7 @@ def test_cli_refuses_a_run_another_process_holds(run_copy, capsys, cmd):
 # -- 2. overwrite builds aside / 3. leftovers -------------------------------------------------------------
 
 def test_atomic_folder_write_keeps_the_old_folder_until_complete(tmp_path):
+    """A folder write that fails midway leaves the previous folder and no temporaries."""
     out = tmp_path / "export"
     out.mkdir()
     (out / "a.txt").write_text("old")
@@ -152,7 +169,30 @@ def test_atomic_folder_write_keeps_the_old_folder_until_complete(tmp_path):
     assert (out / "a.txt").read_text() == "new" and _hidden(tmp_path) == []
 
 
+def test_swap_without_rename_exchange_recovers_from_a_kill_between_its_renames(tmp_path, monkeypatch):
+    """Without RENAME_EXCHANGE, a kill between the swap's two renames is repaired by the next writer."""
+    from cnnkeras import fileio
+
+    monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)  # kernels/file systems without RENAME_EXCHANGE
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    with atomic_path(out, is_dir=True) as tmp:
+        tmp.mkdir()
+        (tmp / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "new" and _hidden(tmp_path) == []
+    aside = tmp_path / ".export.k1ll3d00"  # what kill -9 between the two renames leaves
+    aside.mkdir()
+    os.replace(out, aside / "export.old")
+    (aside / "export").mkdir()
+    with atomic_path(out, is_dir=True) as tmp:  # the next writer puts the complete folder back first
+        assert (out / "a.txt").read_text() == "new"
+        tmp.mkdir()
+    assert _hidden(tmp_path) == []
+
+
 def test_overwrite_interrupted_keeps_the_previous_run(run_copy, monkeypatch):
+    """Ctrl-C during --overwrite: the previous complete run is unchanged byte for byte, the build is gone."""
     before = _digest(run_copy)
 
     def stop(self, epoch, logs=None):
@@ -167,6 +207,7 @@ def test_overwrite_interrupted_keeps_the_previous_run(run_copy, monkeypatch):
 
 @pytest.mark.slow
 def test_overwrite_replaces_the_run_only_when_complete(run_copy):
+    """A finished --overwrite swaps the new run in and leaves nothing hidden behind."""
     old = json.loads((run_copy / "metrics.json").read_text())
     new = training.train(_tiny(epochs=2, out=str(run_copy), overwrite=True, seed=3))
     assert new == run_copy and json.loads((new / "metrics.json").read_text())["epochs_run"] == 2
@@ -175,9 +216,10 @@ def test_overwrite_replaces_the_run_only_when_complete(run_copy):
 
 @pytest.mark.parametrize("leftover", [".model.keras.abcd1234", "checkpoints/.best.weights.h5.x1y2z3w4",
                                       ".export.k9_j8h7g", "checkpoints/last-a_temp", ".export.lock", "../.run.q1w2e3r4"],
-                         ids=["stale-model-temp", "stale-best-weights-temp", "stale-export-temp", "stale-tf-checkpoint-temp",
-                              "stale-lock-file", "stale-overwrite-build"])
+                         ids=["stale-model-temp", "stale-best-weights-temp", "stale-export-temp",
+                              "stale-tf-checkpoint-temp", "stale-lock-file", "stale-overwrite-build"])
 def test_leftovers_of_killed_processes_are_removed_by_the_next_run(run_copy, leftover):
+    """Temp folders, TF checkpoint temps, lock files and half builds of killed processes are removed."""
     path = (run_copy / leftover).resolve()
     if leftover.endswith(".lock"):
         path.write_text('{"pid": 999999999, "host": "gone"}\n')
@@ -192,6 +234,7 @@ def test_leftovers_of_killed_processes_are_removed_by_the_next_run(run_copy, lef
 
 
 def test_a_live_writers_temp_folder_is_not_touched(tmp_path):
+    """A temp folder whose writer is alive (it holds the lock) is never deleted."""
     out = tmp_path / "export"
     live = tmp_path / ".export.abcd1234"  # a live exporter's folder, while it holds the lock
     live.mkdir()
@@ -209,6 +252,7 @@ def test_a_live_writers_temp_folder_is_not_touched(tmp_path):
 @pytest.mark.parametrize("at_epoch", [pytest.param(0, marks=pytest.mark.slow), 1],
                          ids=["sigint-before-first-checkpoint", "sigint-after-first-checkpoint"])
 def test_sigint_says_how_to_resume_and_resume_completes(tmp_path, capsys, caplog, monkeypatch, at_epoch):
+    """Real SIGINT mid-epoch: exit 130 with the exact --resume command; --resume completes the run."""
     run = tmp_path / "run"
     seen = {}
 
@@ -233,6 +277,7 @@ def test_sigint_says_how_to_resume_and_resume_completes(tmp_path, capsys, caplog
 
 
 def test_a_run_missing_its_model_is_finished_by_resume(run_copy, capsys):
+    """A run without model.keras: export says --resume, and --resume rebuilds it (no dead end)."""
     (run_copy / "model.keras").unlink()
     assert main(["export", str(run_copy), "--formats", "keras"]) == 2
     assert f"cnnkeras train --resume {run_copy}" in capsys.readouterr().err
@@ -268,6 +313,7 @@ def tmpfs(tmp_path):
 
 
 def test_disk_full_during_training_is_a_clear_error(tmpfs, capsys):
+    """Training into a full 200 KB tmpfs: exit 2, the cause, what is saved and how to continue."""
     disk = tmpfs("200k")
     assert main(["train", *TINY, "--epochs", "2", "--out", str(disk / "run")]) == 2
     err = capsys.readouterr().err
@@ -276,6 +322,7 @@ def test_disk_full_during_training_is_a_clear_error(tmpfs, capsys):
 
 
 def test_disk_full_overwrite_keeps_the_previous_run(tmpfs, finished, capsys):
+    """--overwrite on a disk without room for both runs: refused up front, previous run unchanged."""
     size = sum(f.stat().st_size for f in finished.rglob("*") if f.is_file())
     disk = tmpfs(f"{int(size * 1.5) // 1024 + 64}k")  # room for the run, not for a second copy beside it
     shutil.copytree(finished, disk / "run")
@@ -287,8 +334,10 @@ def test_disk_full_overwrite_keeps_the_previous_run(tmpfs, finished, capsys):
 
 
 def test_disk_full_export_is_a_clear_error(tmpfs, finished, capsys):
+    """Export into a full tmpfs: exit 2, nothing left in the folder (no half export, temp or lock)."""
     disk = tmpfs(f"{max((finished / 'model.keras').stat().st_size // 2048, 8)}k")  # half of model.keras fits
-    argv = ["export", str(finished), "--formats", "keras", "tflite_float32", "--out", str(disk / "exp"), "--latency-runs", "2"]
+    argv = ["export", str(finished), "--formats", "keras", "tflite_float32", "--out", str(disk / "exp"),
+            "--latency-runs", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "the disk is full" in err and "Traceback" not in err and "Nothing under that name was changed" in err
@@ -312,6 +361,7 @@ def _read_only(tmpfs, tmp_path, finished) -> Path:
 @pytest.mark.parametrize("cmd", ["overwrite", "new-run-beside", "resume", "export"],
                          ids=["readonly-train-overwrite", "readonly-train-new", "readonly-resume", "readonly-export"])
 def test_read_only_output_is_a_clear_error(tmpfs, tmp_path, finished, capsys, cmd):
+    """train/--resume/export on a read-only file system: exit 2 naming it, run unchanged."""
     run = _read_only(tmpfs, tmp_path, finished)
     before = _digest(run)
     argv = {"overwrite": ["train", *TINY, "--epochs", "1", "--out", str(run), "--overwrite"],
@@ -325,12 +375,14 @@ def test_read_only_output_is_a_clear_error(tmpfs, tmp_path, finished, capsys, cm
 
 
 def test_read_only_run_still_exports_elsewhere(tmpfs, tmp_path, finished):
+    """A run on read-only media still exports to a writable --out (the read lock is optional)."""
     run = _read_only(tmpfs, tmp_path, finished)
     assert main(["export", str(run), "--formats", "keras", "--out", str(tmp_path / "exp"), "--latency-runs", "2"]) == 0
     assert (tmp_path / "exp" / "report.json").is_file()
 
 
 def test_write_failures_outside_the_environment_stay_bugs(tmp_path):
+    """Only environmental write failures become user errors; other exceptions stay bugs."""
     with pytest.raises(ValueError), atomic_path(tmp_path / "x.json"):
         raise ValueError("a bug, not a full disk")
     with pytest.raises(OutputError, match="the disk is full"), atomic_path(tmp_path / "x.json"):

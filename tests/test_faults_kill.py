@@ -94,6 +94,7 @@ TRAIN_FAULTS = [
 
 @pytest.mark.parametrize("fault,code", [c[1:] for c in TRAIN_FAULTS], ids=[c[0] for c in TRAIN_FAULTS])
 def test_killed_training_resumes_to_the_uninterrupted_result(reference, tmp_path, fault, code):
+    """kill -9 / SIGINT at 6 points of training, then --resume: weights, history, metrics equal an uninterrupted run."""
     run = tmp_path / "run"
     proc = _cli(*TRAIN, "--out", str(run), faults=(fault,))
     assert proc.returncode == code, proc.stderr[-3000:]
@@ -116,6 +117,7 @@ OVERWRITE_FAULTS = [
 
 @pytest.mark.parametrize("fault", [c[1] for c in OVERWRITE_FAULTS], ids=[c[0] for c in OVERWRITE_FAULTS])
 def test_killed_overwrite_keeps_the_previous_run(reference, tmp_path, fault):
+    """kill -9 / SIGINT during --overwrite (early, before the swap): the old run byte for byte; a rerun works."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = _digest(run)
@@ -137,6 +139,7 @@ EXPORT_FAULTS = [
 
 @pytest.mark.parametrize("fault,existing", [c[1:] for c in EXPORT_FAULTS], ids=[c[0] for c in EXPORT_FAULTS])
 def test_killed_export_leaves_the_old_folder_and_reruns_to_the_same_bytes(reference, tmp_path, fault, existing):
+    """kill -9 while exporting, verifying or swapping in: no half export; a rerun gives the same .tflite bytes."""
     run = tmp_path / "run"
     shutil.copytree(reference, run, ignore=None if existing else shutil.ignore_patterns("export"))
     before = _digest(run)
@@ -164,6 +167,7 @@ def _wait_for_lock(folder: Path, proc: subprocess.Popen) -> None:
                          ids=["concurrent-overwrite-overwrite", "concurrent-overwrite-export",
                               "concurrent-overwrite-resume"])
 def test_concurrent_processes_on_one_run_refuse_and_leave_one_consistent_run(reference, tmp_path, second):
+    """Two processes on one run (overwrite+overwrite/export/resume): one refused (exit 2), one consistent run."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     first = _cli(*TRAIN, "--seed", "5", "--out", str(run), "--overwrite",

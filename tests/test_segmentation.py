@@ -166,9 +166,30 @@ def test_train_export_verify_predict_shapes_seg(tmp_path):
     r = _cli("predict", str(run / "export" / "model_int8.tflite"), str(image), "--out", str(tmp_path / "p"), "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout)[0]
-    assert sum(result["shares"].values()) == pytest.approx(1.0)
+    assert sum(result["shares"].values()) == pytest.approx(1.0, abs=1e-4)
     mask = np.asarray(Image.open(result["mask"]))
     assert mask.shape == (24, 20) and mask.max() < 4  # the image's own size, class ids
     assert (tmp_path / "p" / "a_overlay.png").is_file()
     r = _cli("predict", str(run), str(image))
     assert r.returncode == 2 and "--out" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mask_shift_follows_an_equivariant_model_and_flags_a_fixed_one():
+    from cnnkeras._keras import keras
+    from cnnkeras.mask_shift import mask_shift_equivariance
+
+    i = keras.Input((16, 16, 1))
+    conv = keras.layers.Conv2D(2, 1)
+    pointwise = keras.Model(i, conv(i))  # class 1 where the pixel is bright: exactly equivariant
+    conv.set_weights([np.array([[[[-1.0, 1.0]]]]), np.array([128.0, -128.0])])
+    rng = np.random.default_rng(0)
+    x = np.zeros((4, 16, 16, 1), np.float32)
+    for n in range(4):
+        r, c = rng.integers(2, 8, 2)
+        x[n, r:r + 5, c:c + 4] = 255.0
+    out = mask_shift_equivariance(pointwise, x, 3)
+    assert out["measured_shift"] == [0.0, 1.0, 2.0, 3.0] and min(out["agreement_at_k"]) == 1.0
+    diagonal = np.stack([np.zeros((16, 16)), np.eye(16)], -1)[None].astype("float32")  # ignores its input
+    frozen = keras.Model(i, keras.layers.Lambda(lambda t: 0.0 * t[..., :1] + diagonal)(i))
+    still = mask_shift_equivariance(frozen, x, 3)  # its mask never moves: measured shift 0, not k
+    assert still["measured_shift"][3] == 0.0 and still["agreement_at_k"][3] < 1.0

@@ -64,16 +64,23 @@ def pretrained(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
-def test_fine_tuning_beats_training_from_scratch_on_20_images_per_class(pretrained, tmp_path):
+@pytest.fixture(scope="module")
+def runs(pretrained, tmp_path_factory):
+    """The same 20-images-per-class folder trained from the pretrained run and from scratch (~1 min)."""
     from training import TrainConfig, train
 
-    folder = _bench().make_target_folder(tmp_path / "target", 20, size=64, test_per_class=40)
+    tmp = tmp_path_factory.mktemp("runs")
+    folder = _bench().make_target_folder(tmp / "target", 20, size=64, test_per_class=40)
     common = dict(data=f"folder:{folder}", image_size="64x64", epochs=12, augment="none", verbose=0,
                   tensorboard=False)
-    tuned = train(TrainConfig(init_from=str(pretrained), out=str(tmp_path / "tuned"), **common))
-    scratch = train(TrainConfig(backbone="mobilenet", alpha=0.25, weights="none", out=str(tmp_path / "scratch"),
-                                **common))
+    tuned = train(TrainConfig(init_from=str(pretrained), out=str(tmp / "tuned"), **common))
+    scratch = train(TrainConfig(backbone="mobilenet", alpha=0.25, weights="none", out=str(tmp / "scratch"), **common))
+    return tuned, scratch
+
+
+@pytest.mark.slow
+def test_fine_tuning_beats_training_from_scratch_on_20_images_per_class(pretrained, runs):
+    tuned, scratch = runs
     acc = {p.name: json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in (tuned, scratch)}
     assert acc["tuned"] > acc["scratch"] + 0.05, acc  # measured: 0.66 vs 0.46
     cfg = json.loads((tuned / "config.json").read_text())["train"]
@@ -85,18 +92,15 @@ def test_fine_tuning_beats_training_from_scratch_on_20_images_per_class(pretrain
 
 
 @pytest.mark.slow
-def test_fine_tuned_backbone_exports_full_int8_and_qat(pretrained, tmp_path):
+def test_fine_tuned_backbone_exports_full_int8_and_qat(runs):
     from export.exporter import export_run
-    from training import TrainConfig, train
 
-    folder = _bench().make_target_folder(tmp_path / "target", 12, size=64, test_per_class=10, channels=1)
-    run = train(TrainConfig(data=f"folder:{folder}", init_from=str(pretrained), image_size="64x64", channels=1,
-                            epochs=3, augment="none", out=str(tmp_path / "run"), verbose=0, tensorboard=False))
-    report = export_run(run, formats=["tflite_int8", "tflite_qat_int8"], qat_epochs=1, latency_runs=2)
+    tuned, _ = runs
+    report = export_run(tuned, formats=["tflite_int8", "tflite_qat_int8"], qat_epochs=2, latency_runs=2)
     rows = {a["format"]: a for a in report["artifacts"]}
-    for fmt in ("tflite_int8", "tflite_qat_int8"):
-        assert rows[fmt]["fully_integer"] is True, rows[fmt]
-        assert rows[fmt]["agreement"] is not None and rows[fmt]["agreement"] > 50, rows[fmt]
+    assert rows["tflite_int8"]["fully_integer"] and rows["tflite_int8"]["agreement"] > 80, rows["tflite_int8"]
+    qat, float_acc = rows["tflite_qat_int8"], rows["keras"]["accuracy"]
+    assert qat["fully_integer"] and qat["accuracy"] > float_acc - 10, (qat, float_acc)  # measured: 65.0 vs 65.6
 
 
 @pytest.mark.slow
@@ -110,6 +114,7 @@ def test_fine_tune_resumes_into_the_fine_tune_phase(pretrained, tmp_path):
     train(TrainConfig(resume=str(part), epochs=4))
     rows = [ln.split(",") for ln in (part / "history.csv").read_text().splitlines()]
     lr = rows[0].index("lr")
-    assert [int(r[0]) for r in rows[1:]] == [0, 1, 2, 3]
-    assert float(rows[3][lr]) < 0.2 * float(rows[2][lr])
+    assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    peak = json.loads((part / "config.json").read_text())["train"]["lr"]
+    assert 0 < float(rows[3][lr]) <= 0.1 * peak * 1.001  # epoch 3 runs in the fine-tune phase, at <= 0.1x the peak
     assert json.loads((part / "metrics.json").read_text())["complete"] is True

@@ -123,6 +123,10 @@ def _measure(model: Any, images: Any, layer: str | None, max_shift: int | None) 
                        f"padding once shifted by one cell. Layers: {listing}. Larger inputs make them measurable.")
     if model_head_type(model) == "classifier":
         out["invariance"] = analysis.invariance_curve(model, images, k)
+    elif model_head_type(model) == "dense_map":  # a per-pixel model: how far its output mask moves
+        from cnnkeras.mask_shift import mask_shift_equivariance
+
+        out["mask_shift"] = mask_shift_equivariance(model, images, k)
     return out
 
 
@@ -170,6 +174,11 @@ def _print_summary(report: dict, out: Path) -> None:
         if "invariance" in part:
             inv = part["invariance"]
             print(f"{label}: top-1 kept, k=0..{inv['shifts'][-1]} px: " + ", ".join(f"{v:.2f}" for v in inv["top1_kept"]))
+        if "mask_shift" in part:
+            ms = part["mask_shift"]
+            print(f"{label}: output mask moved (input moved k=0..{ms['shifts'][-1]} px): "
+                  + ", ".join(f"{m:g}" for m in ms["measured_shift"]) + "; pixel agreement at k: "
+                  + ", ".join(f"{a:.3f}" for a in ms["agreement_at_k"]))
         if part.get("note"):
             print(f"{label}: note: {part['note']}")
     print(f"plots and analysis.json in {out}")

@@ -43,7 +43,8 @@ class DatasetInfo:
         class_names: Class names; label ``i`` is ``class_names[i]``.
         input_shape: ``(height, width, channels)`` of the delivered images.
         num_classes: Number of classes.
-        counts: Images per split and class: ``{"train": [...], "val": [...], "test": [...]}``.
+        counts: Images per split and class: ``{"train": [...], "val": [...], "test": [...]}`` (segmentation:
+            labelled pixels per split and class).
         safe_augmentations: Augmentations that keep labels (``hflip``, ``vflip``, ``crop``, ``translate``,
             ``rotate``, ``zoom``, ``color``).
         fill_mode: How geometric augmentation fills uncovered pixels for this data.

@@ -59,6 +59,10 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
     cfg = resolve_augment(augment, info)
     if mixup or cutmix:
         cfg = dataclasses.replace(cfg, mixup=mixup or cfg.mixup, cutmix=cutmix or cfg.cutmix)
+    if info.task == "segmentation":  # image and mask through the paired transform, mask overlaid
+        from training.segplots import seg_augment_preview
+
+        return seg_augment_preview(split, info, cfg, out, samples, variants, seed)
     x, y = split.train
     # One sample per class first, so every class shows up in the grid.
     firsts = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]

@@ -150,25 +150,34 @@ def load_run_model(run_dir: str | Path) -> Any:
         raise DataError(f"{run} is an incomplete run (no {METRICS}): training did not finish. Continue it with "
                         f"`cnnkeras train --resume {run}` or train again.")
     path = run / MODEL
+    fix = (f"Rebuild it from the checkpoint: `cnnkeras train --resume {run}`" if (run / "checkpoints" / "state.json")
+           .is_file() else "Train again")
     if not path.is_file():
-        fix = (f"Rebuild it from the checkpoint: `cnnkeras train --resume {run}`" if (run / "checkpoints" / "state.json")
-               .is_file() else "Train again")
         raise DataError(f"{run} has no {MODEL}; the run directory is damaged. {fix}.")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # zip/h5/config errors all mean the file is unusable
-        raise DataError(f"cannot load {path}: {exc}. The file is corrupt; train again.") from None
+        raise DataError(f"cannot load {path}: {exc}. The file is corrupt. {fix}.") from None
 
 
 def is_complete(run_dir: str | Path) -> bool:
-    """Whether a run finished: ``metrics.json`` (written last) and ``model.keras`` are both there.
+    """Whether a run finished: a readable ``metrics.json`` (written last) and a ``model.keras`` archive.
 
-    A run missing either is one ``--resume`` finishes (from its checkpoint), never "already complete".
+    A run missing either (or holding a damaged one) is one ``--resume`` finishes from its checkpoint,
+    never "already complete".
 
     Args:
         run_dir: Run directory.
 
     Returns:
-        True when both files exist.
+        True when both files are there and look whole (JSON object, zip archive).
     """
-    return (Path(run_dir) / METRICS).is_file() and (Path(run_dir) / MODEL).is_file()
+    import json
+    import zipfile
+
+    run = Path(run_dir)
+    try:
+        metrics_ok = isinstance(json.loads((run / METRICS).read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        metrics_ok = False
+    return metrics_ok and (run / MODEL).is_file() and zipfile.is_zipfile(run / MODEL)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 from cnnkeras import locks
 from cnnkeras.errors import UserError
-from cnnkeras.fileio import OutputError, check_free_space, swap_in, write_problem
+from cnnkeras.fileio import OutputError, check_free_space, recover_swap, swap_in, write_problem
 from training.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class RunGuard:
         except OutputError as exc:
             raise TrainingError(f"cannot create the run directory {folder}: {getattr(exc, 'reason', exc)} (in "
                                 f"{folder.parent}). Choose a writable --out.") from None
+        recover_swap(folder)  # killed between the two renames of a swap (kernels without RENAME_EXCHANGE)
         locks.remove_stale_temps(folder.parent, folder.name)  # a replacement built aside, then killed
         locks.remove_stale_locks(folder.parent)  # lock files of killed processes beside it (unheld ones only)
         if folder.is_dir():

@@ -69,6 +69,30 @@ def make_seg_augmenter(cfg: Any, info: Any) -> Callable[[Any, Any, Any], tuple[A
     return augment
 
 
+def onehot_seg_augmenter(cfg: Any, info: Any) -> Callable[[Any, Any, Any], tuple[Any, Any]]:
+    """:func:`make_seg_augmenter` for pipelines that carry one-hot masks (export fine-tuning).
+
+    A pixel whose one-hot row is all zeros (an ignore pixel) stays all zeros after the transform.
+
+    Args:
+        cfg: :class:`training.augment.AugmentConfig`.
+        info: The dataset's :class:`training.data.DatasetInfo`.
+
+    Returns:
+        ``augment(images, onehot_masks, seed) -> (images, onehot_masks)``.
+    """
+    from cnnkeras._keras import tf
+
+    paired = make_seg_augmenter(cfg, info)
+
+    def augment(images: Any, onehot: Any, seed: Any) -> tuple[Any, Any]:
+        ids = tf.where(tf.reduce_sum(onehot, axis=-1) > 0, tf.argmax(onehot, axis=-1, output_type=tf.int32), IGNORE)
+        x, m = paired(images, ids, seed)
+        return x, tf.one_hot(m, info.num_classes)  # ignore (255) -> all zeros: no loss there
+
+    return augment
+
+
 def _targets(masks: Any, class_weight: Any) -> tuple[Any, Any]:
     """``(masks, per-pixel loss weights: the class weight, 0 on ignore pixels)``.
 

@@ -115,6 +115,14 @@ def _pairs(folder: Path, skip: bool, bad: list[str]) -> list[tuple[Path, Path]]:
             bad.append(msg)
             continue
         pairs.append((img, mask))
+    lossy = [m.name for _, m in pairs if m.suffix.lower() in (".jpg", ".jpeg")]
+    if lossy:
+        logger.warning("%s: %d mask(s) are JPEG (e.g. %s): lossy compression changes class ids at edges; save masks "
+                       "as PNG", masks_dir, len(lossy), lossy[0])
+    orphans = sorted(set(masks) - {p.stem for p in images})
+    if orphans:
+        logger.warning("%s: %d mask(s) have no image and are ignored (e.g. %s)", masks_dir, len(orphans),
+                       masks[orphans[0]].name)
     return pairs
 
 
@@ -331,7 +339,11 @@ def _draw_scene(h: int, w: int, channels: int, rng: np.random.Generator, variant
     arr = np.clip(arr, 0, 255).astype(np.uint8)
     if channels == 1:
         arr = np.asarray(Image.fromarray(arr).convert("L"))[..., None]
-    return arr, np.asarray(mask.resize((w, h), Image.NEAREST), dtype=np.uint8)
+    # Majority vote over each 2x2 block: the same pixel centres the image's downsampling uses (a nearest
+    # pick would take one corner of the block and shift the mask by half an output pixel).
+    blocks = np.asarray(mask, np.uint8).reshape(h, s, w, s)
+    votes = np.stack([(blocks == c).sum(axis=(1, 3)) for c in range(len(SEG_SHAPES))])
+    return arr, votes.argmax(axis=0).astype(np.uint8)
 
 
 def _outline(name: str, cx: float, cy: float, r: float) -> list | None:

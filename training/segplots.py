@@ -138,3 +138,38 @@ def plot_seg_grid(images: np.ndarray, true: np.ndarray, pred: np.ndarray, class_
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, path)
+
+
+def seg_augment_preview(split: object, info: object, cfg: object, out: Path, samples: int | None, variants: int,
+                        seed: int) -> Path:
+    """``augment-preview`` for segmentation data: each cell is the (augmented) image with its mask overlaid.
+
+    Image and mask go through the same paired transform training uses, so a misaligned overlay would show here.
+
+    Args:
+        split: The :class:`training.data.SplitArrays` (masks as labels).
+        info: Its :class:`training.data.DatasetInfo`.
+        cfg: The resolved :class:`training.augment.AugmentConfig`.
+        out: Output PNG.
+        samples: Rows (``None``: 8).
+        variants: Augmented columns.
+        seed: Augmentation seed.
+
+    Returns:
+        The PNG path.
+    """
+    from cnnkeras._keras import tf
+    from training.plots import plot_augment_grid
+    from training.segaugment import check_augment, make_seg_augmenter
+
+    fn = make_seg_augmenter(check_augment(cfg), info)
+    n = min(samples or 8, len(split.train[1]))
+    images, masks = split.train[0][:n].astype(np.float32), split.train[1][:n].astype(np.int32)
+    k = info.num_classes
+    shown = [np.stack([overlay(im, m, k) for im, m in zip(images, masks)])]
+    for v in range(variants):
+        x, m = fn(tf.constant(images), tf.constant(masks), tf.constant([seed, v], tf.int64))
+        shown.append(np.stack([overlay(a, b, k) for a, b in zip(x.numpy(), m.numpy())]))
+    on = ", ".join(f"{key}={val}" for key, val in cfg.to_dict().items() if val and key != "fill_mode") or "none"
+    return plot_augment_grid(shown[0], shown[1:], [f"image {i}" for i in range(n)], out,
+                             title=f"{info.name}: {on} (mask overlaid; grey = ignore)")

@@ -78,7 +78,7 @@ class Classification:
         augmenter = make_augmenter(data.aug, info) if data.aug.enabled and not on_device else None
         train_ds = make_train_dataset(*split.train, info.num_classes, config.batch_size, seed=config.seed,
                                       epochs=config.epochs, initial_epoch=initial_epoch, augment=augmenter,
-                                      seed_only=on_device)
+                                      seed_only=on_device, shard_by_worker=config.strategy == "multiworker")
         return train_ds, make_eval_dataset(*split.val, info.num_classes, config.batch_size), data.class_weight
 
     def evaluate(self, final: Any, config: Any, data: Any, logits: bool, steps_run: int, epochs_run: int) -> dict:

@@ -124,6 +124,8 @@ def _train(config: TrainConfig, extra_callbacks: list) -> Path:
 def _seed_process(config: TrainConfig) -> None:
     from cnnkeras._keras import keras, tf
 
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise TrainingError(f"seed must be an integer from 0 to 4294967295. Received: seed={config.seed!r}")
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,9 +148,10 @@ def _load_data(config: TrainConfig) -> _Data:
                      skip_bad_images=config.skip_bad_images, stream=config.stream, cache=config.cache)
     source = _absolute_source(config.data)
     split, info = load_arrays(source, **data_args)
+    data_args["stream"] = bool(info.streamed)  # the automatic choice, recorded: --resume and export read alike
     task = for_info(info)  # classification or segmentation: training.tasks holds every difference
     config = task.resolve_recipe(config, info, len(split.train[1]))
-    config = dataclasses.replace(config, data=source)  # an absolute path resumes from any folder
+    config = dataclasses.replace(config, data=source, stream=bool(info.streamed))  # an absolute path resumes anywhere
     aug, config = task.resolve_augment(config, info)
     weights = task.class_weights(config.class_weight, split, info)  # checked early
     from training.finetune import transfer_model_name
