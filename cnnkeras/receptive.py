@@ -19,6 +19,7 @@ import numpy as np
 
 from cnnkeras._keras import keras, layers
 from cnnkeras.errors import UserError
+from cnnkeras.summary import _inbound  # the layer graph walk summary's receptive field uses too
 
 _CONV = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)
 _WINDOWED = _CONV + (layers.MaxPooling2D, layers.AveragePooling2D)
@@ -71,14 +72,6 @@ class Geometry:
         lo0 = self.start[axis] + j * self.jump[axis]
         original_ok = (j >= 0) & (j < self.cells[axis]) & (lo0 >= 0) & (lo0 + self.size[axis] - 1 <= n - 1)
         return shifted_ok & original_ok
-
-
-def _inbound(layer: Any) -> list:
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return []
-    inbound = nodes[0].inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
 
 
 def _axis_params(layer: Any, axis: int) -> tuple[int, int, int]:

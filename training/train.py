@@ -27,10 +27,11 @@ from typing import Any, Sequence
 from cnnkeras.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training.config import TrainConfig
 from training.data import load_arrays, parse_image_size, read_run_config, steps_per_epoch
-from training.errors import DataError, TrainingError
+from training.errors import TrainingError
 from training.resume import absolute_source as _absolute_source
 from training.resume import resume_config as _resume_config
 from training.runguard import run_guard
+from training.model_setup import build_for_data, load_spec, model_record
 from training.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, versions
 from training.tasks import for_info
 
@@ -133,7 +134,7 @@ def _seed_process(config: TrainConfig) -> None:
 
 def _load_data(config: TrainConfig) -> _Data:
     """Step 3: read and split the data, fill the recipe, resolve augmentation and class weights."""
-    spec = _load_spec(config)
+    spec = load_spec(config)
     if spec is None and config.model is not None:
         import cnnkeras
 
@@ -181,7 +182,7 @@ def _build_and_compile(config: TrainConfig, data: _Data, strategy: Any) -> _Mode
         keras.backend.experimental.enable_tf_random_generator()
     try:
         with strategy.scope():
-            model = _build(config, data.spec, data.model_name, data.info)
+            model = build_for_data(config, data.spec, data.model_name, data.info)
             train_model = model
             if model.output.dtype != tf.float32:  # mixed precision: compute the loss in float32
                 out = keras.layers.Activation("linear", dtype="float32", name="float32_output")(model.output)
@@ -217,7 +218,7 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
         "format": "cnnkeras-run/1",
         "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
         "data": {"source": config.data, **data.data_args},
-        "model": _model_record(config, data.spec, data.model_name, data.info),
+        "model": model_record(config, data.spec, data.model_name, data.info),
         "train": {**config.to_dict(), "augment": data.aug.to_dict(), "resume": None,
                   "bn_momentum": built.bn_momentum},
         "task": data.info.task,
@@ -310,7 +311,7 @@ def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir
 
     split, info = data.split, data.info
     task = for_info(info)
-    final = _build(config, data.spec, data.model_name, info)
+    final = build_for_data(config, data.spec, data.model_name, info)
     state.load_final(final, config.final)
     bn_batches = recompute_statistics(final, image_batches(split.train[0], config.batch_size, seed=config.seed))
     history = read_history(run_dir / "history.csv")
@@ -351,69 +352,3 @@ def _write(run_dir: Path, fn: Any) -> None:
         why = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
         raise TrainingError(f"cannot write to {run_dir}: {why}. The run is incomplete (no {METRICS}); free space "
                             f"or choose another --out, then train again.") from None
-
-
-def _load_spec(config: TrainConfig) -> Any:
-    if config.spec is None:
-        return None
-    from cnnkeras.builder import as_spec
-    from cnnkeras.sizing import plan
-
-    spec = as_spec(config.spec)
-    plan(spec)  # sizing and size limits before any data is read or resized to the spec's input
-    return spec
-
-
-def _default_model(input_shape: tuple[int, int, int]) -> str:
-    import cnnkeras
-
-    return cnnkeras.default_model_for(input_shape)
-
-
-def _model_record(config: TrainConfig, spec: Any, name: str, info: Any) -> dict[str, Any]:
-    import cnnkeras
-
-    from training.finetune import is_transfer, transfer_record
-
-    if is_transfer(config):
-        return transfer_record(config, name)
-    if spec is not None:
-        return {"source": "spec", "name": name, "spec": spec.to_dict()}
-    record = {"source": "zoo", "name": name, "overrides": dict(config.model_args)}
-    try:
-        record["spec"] = cnnkeras.get_spec(name, info.input_shape, info.num_classes, **config.model_args).to_dict()
-    except cnnkeras.SpecError:
-        pass  # a model registered as a Keras builder has no spec; name + overrides reproduce it
-    return record
-
-
-def _build(config: TrainConfig, spec: Any, name: str, info: Any) -> Any:
-    """Build the model and check it fits the data (shape, classes, head)."""
-    import cnnkeras
-    from training.finetune import build_transfer_model, is_transfer
-
-    if is_transfer(config):  # --backbone / --init-from (training.finetune)
-        model = build_transfer_model(config, info.input_shape, info.num_classes)
-    elif spec is not None:
-        if tuple(spec.input_shape) != tuple(info.input_shape):
-            raise DataError(f"spec {spec.name} expects input {tuple(spec.input_shape)} but the data is "
-                            f"{tuple(info.input_shape)}; pass --image-size/--channels to match the spec.")
-        if spec.num_classes != info.num_classes:
-            raise DataError(f"spec {spec.name} has num_classes={spec.num_classes} but {info.name} has "
-                            f"{info.num_classes} classes ({', '.join(info.class_names[:10])}). Fix num_classes.")
-        model = cnnkeras.build_model(spec)
-    else:
-        try:
-            model = cnnkeras.create_model(name, info.input_shape, info.num_classes, **config.model_args)
-        except cnnkeras.SpecError as exc:
-            if "does not fit" not in str(exc):
-                raise
-            shape = "x".join(map(str, info.input_shape))
-            raise cnnkeras.SpecError(
-                f"{exc} The data ({info.name}) is {shape}: pass --image-size HxW (e.g. 32x32) to resize it, or "
-                f"choose a model for this size (the default here is {cnnkeras.default_model_for(info.input_shape)}).") from None
-    for_info(info).check_head(cnnkeras.model_head_type(model), name)
-    if tuple(model.input_shape[1:]) != tuple(info.input_shape):
-        raise DataError(f"model {name} expects input {tuple(model.input_shape[1:])} but the data is "
-                        f"{tuple(info.input_shape)}; pass --image-size/--channels.")
-    return model
