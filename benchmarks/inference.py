@@ -11,7 +11,6 @@ markers.
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from export import convert  # noqa: E402
 from export.formats import FORMATS  # noqa: E402
 from export.runtime import TFLitePredictor  # noqa: E402
 
-from benchmarks_md import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
+from benchmarks_md import cpu_description, write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 
 RECIPES = ["tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"]
 
@@ -85,7 +84,7 @@ def _macs(model: keras.Model) -> int:
 
 def main() -> int:
     lines = [f"Single-image latency (set input, invoke, read output), LiteRT, 1 thread, "
-             f"{platform.processor() or platform.machine()}, one run of `python benchmarks/inference.py`. "
+             f"{cpu_description()}, one run of `python benchmarks/inference.py`. "
              "XNNPACK: the default delegate; builtin: LiteRT's own kernels without a delegate. Targets for "
              "full int8: size <= 0.30x and p50 latency <= 0.6x the float32 TFLite (judged on XNNPACK).", "",
              "| model | format | bytes | size vs f32 | p50 us XNNPACK | vs f32 | GMAC/s XNNPACK | p50 us builtin | vs f32 "

@@ -13,7 +13,6 @@ Usage: ``python benchmarks/train_throughput.py [--images 2560] [--batch-size 64]
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import cnnkeras  # noqa: E402
 from cnnkeras._keras import keras, tf  # noqa: E402
-from benchmarks_md import write_section  # noqa: E402  (this folder is on sys.path when run as a script)
+from benchmarks_md import cpu_description, write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 from training.augment import make_augmenter, resolve_augment  # noqa: E402
 from training.device_augment import OnDeviceAugment  # noqa: E402
 from training.data import load_arrays, make_train_dataset, steps_per_epoch  # noqa: E402
@@ -128,7 +127,7 @@ def main(argv=None) -> int:
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     header = (f"resnet8 on 32x32x3 `shapes` ({len(x)} training images), batch {b}, {e} epochs per run (first "
               f"epoch excluded), best of {args.rounds} interleaved rounds; {device}, "
-              f"{platform.processor() or platform.machine()}, TF {tf.__version__}.")
+              f"{cpu_description()}, TF {tf.__version__}.")
     table = ["| run | images/s | vs plain fit | target |", "|---|---:|---:|---|"]
     table += [f"| {a} | {b_} | {c} | {d} |" for a, b_, c, d in rows]
     text = "\n".join(["## Training throughput (`benchmarks/train_throughput.py`)", "", header, "", *table, ""])

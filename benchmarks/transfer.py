@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     label = {"finetuned": f"{args.backbone} a{args.alpha} fine-tuned (from shapes)",
              "scratch": f"{args.backbone} a{args.alpha} from scratch"}
-    lines = [f"| images/class | model | test acc float | test acc int8 | train wall s | TFLM arena | params |",
+    lines = ["| images/class | model | test acc float | test acc int8 | train wall s | TFLM arena | params |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for n, runs in rows:
         for r in runs:
