@@ -83,6 +83,6 @@ def test_mirrored_run_resumes_from_its_checkpoint(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "strategy mirrored (2 replicas)" in again.stderr  # the run's own strategy, from config.json
     history = (out / "history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]  # epochs numbered from 1
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 3
