@@ -325,7 +325,7 @@ def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir
         model=data.model_name,
         params=int(final.count_params()), macs=int(cnnkeras.summarize(final).total_macs), epochs_run=epochs_run,
         best_epoch=None if state.best_epoch is None else state.best_epoch + 1, final_weights=config.final,
-        train_seconds=round(train_seconds, 2),
+        train_seconds=round(train_seconds, 2) if trained > 0 else None,  # None: this call trained no epoch
         train_images_per_second=round(len(split.train[1]) * trained / max(train_seconds, 1e-9), 1) if trained > 0 else None,
         batch_norm={"momentum_while_training": built.bn_momentum, "precise_statistics_batches": bn_batches},
         losses={"test_loss, val_loss (this file)": "plain cross-entropy",
