@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -266,17 +266,10 @@ def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels:
     train = (convert(raw.train[0]), raw.train[1])
     test = (convert(raw.test[0]), raw.test[1]) if raw.test is not None else None
     val = (convert(raw.val[0]), raw.val[1]) if raw.val is not None else None
-    if test is None:
-        train, test = _split(*train, test_fraction, seed, "test")
-    if val is None:
-        frac = val_fraction / (1.0 - test_fraction) if raw.test is None else val_fraction
-        train, val = _split(*train, frac, seed + 1, "validation")
-    split = SplitArrays(train=train, val=val, test=test)
+    split = fill_splits(train, val, test, has_test=raw.test is not None, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed, source=source,
+                        split_off=lambda pair, frac, s, what: _split(*pair, frac, s, what))
     counts = _check_labels(split, raw.class_names, source)
-    shapes = {tuple(a[0].shape[1:]) for a in (split.train, split.val, split.test)}
-    if len(shapes) != 1:
-        raise DataError(f"{source}: splits have different image shapes {sorted(shapes)}; pass image_size and "
-                        f"channels to convert them to one shape.")
     info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),
                        input_shape=tuple(int(d) for d in split.train[0].shape[1:]), num_classes=num_classes,
                        counts=counts, safe_augmentations=list(raw.safe_augmentations), fill_mode=raw.fill_mode,
@@ -285,6 +278,29 @@ def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels:
                 "x".join(map(str, info.input_shape)), num_classes, len(split.train[1]), len(split.val[1]),
                 len(split.test[1]))
     return split, info
+
+
+def fill_splits(train: Any, val: Any, test: Any, *, has_test: bool, val_fraction: float, test_fraction: float,
+                seed: int, source: str, split_off: Callable[..., tuple]) -> SplitArrays:
+    """Split test and validation sets off the training pairs where the source has none; check one image shape.
+
+    Shared by classification and segmentation (``split_off(pair, fraction, seed, what)`` is the task's
+    seeded split: stratified by class, or plain for masks).
+
+    Raises:
+        DataError: A fraction leaves a side empty, or the splits' image shapes differ.
+    """
+    if test is None:
+        train, test = split_off(train, test_fraction, seed, "test")
+    if val is None:
+        train, val = split_off(train, val_fraction / (1.0 - test_fraction) if not has_test else val_fraction,
+                               seed + 1, "validation")
+    split = SplitArrays(train=train, val=val, test=test)
+    shapes = {tuple(a[0].shape[1:]) for a in (split.train, split.val, split.test)}
+    if len(shapes) != 1:
+        raise DataError(f"{source}: splits have different image shapes {sorted(shapes)}; pass --image-size and "
+                        f"--channels to convert them to one shape.")
+    return split
 
 
 def _check_labels(split: SplitArrays, class_names: Sequence[str], source: str) -> dict[str, list[int]]:

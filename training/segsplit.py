@@ -34,7 +34,7 @@ def finish_segmentation(raw: Any, source: str, size: tuple[int, int] | None, cha
     Raises:
         DataError: Empty splits, out-of-range mask values, classes with no training pixels.
     """
-    from training.data import DatasetInfo, SplitArrays
+    from training.data import DatasetInfo, fill_splits
 
     def convert(pair: Any) -> Any:
         if pair is None:
@@ -46,17 +46,10 @@ def finish_segmentation(raw: Any, source: str, size: tuple[int, int] | None, cha
         return x, resize_mask(y, x.shape[1:3]) if tuple(y.shape[1:]) != tuple(x.shape[1:3]) else y.astype(np.uint8)
 
     train, val, test = convert(raw.train), convert(raw.val), convert(raw.test)
-    if test is None:
-        train, test = _split(train, test_fraction, seed, "test")
-    if val is None:
-        train, val = _split(train, val_fraction / (1.0 - test_fraction) if raw.test is None else val_fraction,
-                            seed + 1, "validation")
-    split = SplitArrays(train=train, val=val, test=test)
+    split = fill_splits(train, val, test, has_test=raw.test is not None, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed, source=source, split_off=_split)
+    train, val, test = split.train, split.val, split.test
     counts = pixel_counts(split, raw.class_names, source)
-    shapes = {tuple(a[0].shape[1:]) for a in (split.train, split.val, split.test)}
-    if len(shapes) != 1:
-        raise DataError(f"{source}: splits have different image shapes {sorted(shapes)}; pass --image-size and "
-                        f"--channels to convert them to one shape.")
     info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),
                        input_shape=tuple(int(d) for d in split.train[0].shape[1:]), num_classes=len(raw.class_names),
                        counts=counts, safe_augmentations=list(raw.safe_augmentations), fill_mode=raw.fill_mode,
