@@ -18,8 +18,8 @@ install: $(STAMP)
 
 # The main job end to end on the embedded digits data: train, export every default format, verify.
 demo: $(STAMP)
-	$(PY) -m training train --data digits --out saved_models/demo --overwrite
-	$(PY) -m export export saved_models/demo --overwrite
+	$(PY) -m cnnkeras train --data digits --out saved_models/demo --overwrite
+	$(PY) -m cnnkeras export saved_models/demo --overwrite
 
 # Fast suite (< 20 min on 2 cores). pytest exit 5 ("no tests ran") fails the target.
 test: $(STAMP)

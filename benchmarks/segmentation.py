@@ -2,7 +2,7 @@
 
 Two generated data sets (``shapes-seg``: 1-3 filled shapes on noisy flat backgrounds; ``stripes-seg``:
 the same shapes on striped backgrounds with lower contrast), 32x32, the same seeded split for both
-contenders and the same number of epochs. cnnkeras trains with ``training.train`` exactly as
+contenders and the same number of epochs. cnnkeras trains with ``cnnkeras.training.trainer`` exactly as
 ``cnnkeras train --data NAME --epochs E`` does (default model ``unet_tiny``, default recipe and
 augmentation). The reference is the textbook Keras FCN: Conv-ReLU x2, max-pool, Conv-ReLU x2,
 nearest up-sampling, Conv-ReLU, 1x1 Conv softmax; Adam 1e-3, sparse cross-entropy, batch 32, no
@@ -52,7 +52,7 @@ def reference_fcn(input_shape, num_classes):
 
 def _proof(model, split, class_names, out: Path) -> dict:
     """Float + int8 mean IoU and the TFLM arena, from the same exporter cnnkeras uses."""
-    from export.exporter import Data, export_model
+    from cnnkeras.export.exporter import Data, export_model
 
     data = Data(split.train[0], split.train[1], split.test[0], split.test[1], list(class_names))
     report = export_model(model, data, out=out, formats=["keras", "tflite_int8", "micro"], overwrite=True,
@@ -63,12 +63,12 @@ def _proof(model, split, class_names, out: Path) -> dict:
 
 
 def run_cnnkeras(source: str, epochs: int, out: Path) -> dict:
-    """Train the default recipe with ``training.train`` and prove it."""
+    """Train the default recipe with ``cnnkeras.training.trainer`` and prove it."""
     import cnnkeras
-    from training import train
-    from training.config import TrainConfig
-    from training.data import run_data
-    from training.rundir import load_run_model
+    from cnnkeras.training import trainer as train
+    from cnnkeras.training.config import TrainConfig
+    from cnnkeras.training.run.record import run_data
+    from cnnkeras.training.run.rundir import load_run_model
 
     run = out / "run"
     train(TrainConfig(data=source, epochs=epochs, out=str(run), overwrite=True, seed=0, verbose=0))
@@ -84,8 +84,8 @@ def run_reference(source: str, epochs: int, out: Path) -> dict:
     """Train the plain FCN on the same split (load_arrays with the same seed) for the same epochs."""
     import cnnkeras
     from cnnkeras._keras import keras
-    from training.data import load_arrays
-    from training.segmetrics import iou_from_confusion, pixel_confusion
+    from cnnkeras.common.pixel_metrics import iou_from_confusion, pixel_confusion
+    from cnnkeras.training.data.splits import load_arrays
 
     keras.utils.set_random_seed(0)
     split, info = load_arrays(source, seed=0)

@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-
 from benchmarks_md import cpu_description, write_section  # noqa: E402
+
 from cnnkeras._keras import keras, tf  # noqa: E402
-from training.samples import write_digits_folder  # noqa: E402
+from cnnkeras.training.data.samples import write_digits_folder  # noqa: E402
 
 BUDGETS = ("1", "3", "8", "default")
 
@@ -102,7 +102,8 @@ def run_ours(source: str, epochs: int | None, out: Path, glyphs: bool, timer: Ti
     of photos gets them by default, and a mirrored 2 is no 2). Short budgets train without augmentation
     by default anyway, so only the default budget sees the option.
     """
-    from training import TrainConfig, train
+    from cnnkeras.training import TrainConfig
+    from cnnkeras.training import trainer as train
 
     augment = "default,hflip=0" if glyphs and epochs is None else None
     start = time.perf_counter()
@@ -119,7 +120,7 @@ def run_ours(source: str, epochs: int | None, out: Path, glyphs: bool, timer: Ti
 
 def sources(names: list[str], scratch: Path) -> dict[str, str]:
     """Data set name -> cnnkeras source, writing the PNG folders and skipping uncached Keras data sets."""
-    from training.datasets import keras_cache_dir
+    from cnnkeras.training.data.sources import keras_cache_dir
 
     out = {}
     for name in names:
@@ -138,8 +139,8 @@ def sources(names: list[str], scratch: Path) -> dict[str, str]:
 
 def bench(name: str, source: str, budgets: list[str], scratch: Path) -> list[dict]:
     """All budgets of one data set: the reference's run, then ours, on the same split."""
-    from training.config import default_recipe
-    from training.data import load_arrays
+    from cnnkeras.training.config import default_recipe
+    from cnnkeras.training.data.splits import load_arrays
 
     split, info = load_arrays(source, seed=0)  # the split train() uses (seed 0, default fractions)
     default_epochs = default_recipe(info.name, info.input_shape, len(split.train[1]))["epochs"]

@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from benchmarks_md import cpu_description, write_section  # noqa: E402  (this folder is on sys.path when run as a script)
 
 import cnnkeras  # noqa: E402
 from cnnkeras._keras import keras, tf  # noqa: E402
-from benchmarks_md import cpu_description, write_section  # noqa: E402  (this folder is on sys.path when run as a script)
-from training.augment import make_augmenter, resolve_augment  # noqa: E402
-from training.device_augment import OnDeviceAugment  # noqa: E402
-from training.data import load_arrays, make_train_dataset, steps_per_epoch  # noqa: E402
-
+from cnnkeras.training.augment.batched import make_augmenter, resolve_augment  # noqa: E402
+from cnnkeras.training.augment.device import OnDeviceAugment  # noqa: E402
+from cnnkeras.training.data.pipeline import make_train_dataset, steps_per_epoch  # noqa: E402
+from cnnkeras.training.data.splits import load_arrays
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -8,6 +8,13 @@ Public API::
     model = cnnkeras.build_model(spec)
     print(cnnkeras.summarize(model))
 
+    run_dir = cnnkeras.train(cnnkeras.TrainConfig(data="digits", epochs=5))   # a run directory
+    report = cnnkeras.export_run(run_dir)                                     # proven artifacts
+    predictor = cnnkeras.load_predictor(f"{run_dir}/export/model_int8.tflite")
+
+One installed import name: ``cnnkeras`` (models and the shared layer), ``cnnkeras.training`` and
+``cnnkeras.export``; imports point one way, export -> training -> cnnkeras.
+
 Names are imported on first use (PEP 562), so ``import cnnkeras`` (and ``cnnkeras --help``) does not
 load TensorFlow; :func:`build_model`, :func:`create_model` and :func:`summarize` do.
 """
@@ -21,13 +28,18 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "build_model": "builder", "model_head_type": "builder", "model_outputs_logits": "builder",
-    "SpecError": "errors", "UserError": "errors",
+    "SpecError": "errors", "UserError": "errors", "DataError": "errors",
     "output_shape": "sizing", "plan": "sizing",
     "Conv": "spec", "Dense": "spec", "Dropout": "spec", "Flatten": "spec", "GlobalPool": "spec", "Head": "spec",
     "ModelSpec": "spec", "Normalization": "spec", "Pool": "spec", "Residual": "spec",
     "LayerSummary": "summary", "Summary": "summary", "summarize": "summary",
     "create_model": "zoo", "default_model_for": "zoo", "get_spec": "zoo",
     "list_models": "registry", "register_model": "registry",
+    # training and export (their own packages hold the rest)
+    "train": "training", "TrainConfig": "training", "AugmentConfig": "training", "run_data": "training",
+    "load_run_model": "training", "TrainingError": "training",
+    "export_run": "export", "export_model": "export", "load_predictor": "export", "check_model": "export",
+    "ExportOptions": "export", "ExportError": "export", "ExportCheckFailed": "export",
 }
 
 __all__ = sorted(_EXPORTS)

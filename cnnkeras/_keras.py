@@ -5,7 +5,7 @@ Toolkit (QAT, pruning, clustering) does not support Keras 3 (tensorflow/model-op
 ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is imported so that ``tf.keras`` and tfmot
 resolve to the same ``tf_keras`` package as we do. Importing this module has no other effect on the
 process: stderr is left alone (the ``cnnkeras`` command filters TensorFlow's native start-up lines
-itself, see :mod:`cnnkeras.native_stderr`).
+itself, see :mod:`cnnkeras.common.native_stderr`).
 """
 
 import os

@@ -23,11 +23,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cnnkeras._keras import keras, layers
+from cnnkeras._keras import keras
 from cnnkeras.builder import model_head_type
 from cnnkeras.errors import UserError
-from cnnkeras.receptive import (Geometry, conv_feeding, default_layer, feature_layers, geometry,  # noqa: F401
-                                measurable_layers, resolve_layer)
+from cnnkeras.receptive import (  # noqa: F401
+    Geometry,
+    conv_feeding,
+    default_layer,
+    feature_layers,
+    geometry,
+    measurable_layers,
+    resolve_layer,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from cnnkeras._keras import keras, layers, tf
 from cnnkeras.analysis import as_images, run
+from cnnkeras.common.fileio import atomic_path
 from cnnkeras.errors import UserError
-from cnnkeras.fileio import atomic_path
 from cnnkeras.receptive import conv_feeding, geometry, resolve_layer
 
 

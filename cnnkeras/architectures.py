@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from cnnkeras.errors import SpecError
-from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Pool, Residual
 from cnnkeras.registry import register_model
+from cnnkeras.spec import Conv, Dense, Dropout, Flatten, GlobalPool, Head, ModelSpec, Pool, Residual
 
 # Architectures as data.
 VGG_CFGS: dict[str, list] = {"vgg_small": [32, 32, "M", 64, 64, "M", 128, 128, "M"]}

@@ -15,3 +15,7 @@ class SpecError(UserError):
 
     Raised before any layer is built. The message names the layer, the numbers and the rule.
     """
+
+
+class DataError(UserError):
+    """A dataset, image or run directory that cannot be used: the message says what, where and how to fix it."""

@@ -30,12 +30,29 @@ from typing import Any
 
 import yaml
 
+from cnnkeras.common.fileio import atomic_write_text
 from cnnkeras.errors import SpecError, UserError
-from cnnkeras.fileio import atomic_write_text
-from cnnkeras.spec_layers import (LAYER_TYPES, Conv, Dense, Dropout, Flatten, GlobalPool, Layer, Pool,  # noqa: F401
-                                  Residual, _choice, _closest, _from_fields, _is_int, _name, _positive_int,
-                                  _short,
-                                  _rate, layer_from_dict, layer_to_dict)
+from cnnkeras.spec_layers import (  # noqa: F401
+    LAYER_TYPES,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalPool,
+    Layer,
+    Pool,
+    Residual,
+    _choice,
+    _closest,
+    _from_fields,
+    _is_int,
+    _name,
+    _positive_int,
+    _rate,
+    _short,
+    layer_from_dict,
+    layer_to_dict,
+)
 
 __all__ = ["LAYER_TYPES", "Conv", "Dense", "Dropout", "Flatten", "GlobalPool", "Head", "Layer", "ModelSpec",
            "Normalization", "Pool", "Residual", "layer_from_dict", "layer_to_dict", "validate_input_shape"]
@@ -285,7 +302,7 @@ class ModelSpec:
                         "num_classes) (cnnkeras.list_models() lists them).")
             raise SpecError(f"spec file not found: {path}.{hint}")
         try:
-            from cnnkeras.safe_load import read_text  # imports numpy: not at CLI start-up
+            from cnnkeras.common.safe_load import read_text  # imports numpy: not at CLI start-up
             text = read_text(path, "spec file")
         except UserError as exc:
             raise SpecError(str(exc)) from None

@@ -5,7 +5,7 @@
 FAULT is one of
 
 - ``kill-call:DOTTED[:K]``: SIGKILL at the start of the K-th call (default 1) of a function or method,
-  e.g. ``training.callbacks.EpochState.on_epoch_end:1`` (before anything of the first epoch is saved);
+  e.g. ``cnnkeras.training.callbacks.EpochState.on_epoch_end:1`` (before anything of the first epoch is saved);
 - ``kill-replace:NAME[:K]``: SIGKILL just before the K-th rename onto a path named NAME (the new content
   is complete in its hidden temporary, the final name still holds the old one);
 - ``kill-batch:E,B`` / ``sigint-batch:E,B``: SIGKILL / SIGINT after batch B of epoch E (0-based), mid-epoch.
@@ -56,7 +56,7 @@ def _wrap_call(dotted: str, before) -> None:
 
 
 def _batch_hook(epoch: int, batch: int, sig: int) -> None:
-    from training.callbacks import EpochState
+    from cnnkeras.training.callbacks import EpochState
 
     begin = EpochState.on_epoch_begin
 

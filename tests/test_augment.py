@@ -1,4 +1,4 @@
-"""training.augment: shapes, dtypes, ranges, determinism, label safety, mixup/cutmix, the preview grid,
+"""cnnkeras.training.augment.batched: shapes, dtypes, ranges, determinism, label safety, mixup/cutmix, the preview grid,
 the learning-curve plot."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from cnnkeras._keras import tf
-from training import AugmentConfig, DataError, load_arrays
-from training.augment import default_augment, make_augmenter, parse_augment, resolve_augment
-from training.data import DatasetInfo
+from cnnkeras.training import AugmentConfig, DataError, load_arrays
+from cnnkeras.training.augment.batched import default_augment, make_augmenter, parse_augment, resolve_augment
+from cnnkeras.training.data.arrays import DatasetInfo
 
 
 def _info(shape=(16, 16, 3), safe=("hflip", "crop", "translate", "rotate", "zoom", "color"), name="x"):
@@ -97,7 +97,7 @@ def test_unsafe_request_is_applied_with_a_warning(caplog):
 
 
 def test_training_pipeline_augments_train_only_and_per_batch_seed():
-    from training import get_datasets
+    from cnnkeras.training import get_datasets
 
     train, val, test, info = get_datasets("digits", 64, augment="default", seed=0)
     plain, val2, _, _ = get_datasets("digits", 64, augment="none", seed=0)
@@ -108,7 +108,7 @@ def test_training_pipeline_augments_train_only_and_per_batch_seed():
 
 
 def test_augment_preview_writes_a_png_grid(tmp_path):
-    from training.preview import augment_preview
+    from cnnkeras.training.augment.preview import augment_preview
 
     out = augment_preview("shapes:60", tmp_path / "grid.png", augment="default,cutmix=1", samples=3, variants=2,
                           image_size=(16, 16))
@@ -118,21 +118,21 @@ def test_augment_preview_writes_a_png_grid(tmp_path):
 
 def _grid_rows(monkeypatch):
     """Record the row labels and title ``augment_preview`` hands to the grid plot."""
-    import training.plots
+    import cnnkeras.training.tasks.plots
 
     seen = {}
-    real = training.plots.plot_augment_grid
+    real = cnnkeras.training.tasks.plots.plot_augment_grid
 
     def spy(original, augmented, labels, path, title="", captions=None):
         seen.update(labels=list(labels), title=title)
         return real(original, augmented, labels, path, title=title, captions=captions)
 
-    monkeypatch.setattr(training.plots, "plot_augment_grid", spy)
+    monkeypatch.setattr(cnnkeras.training.tasks.plots, "plot_augment_grid", spy)
     return seen
 
 
 def test_augment_preview_defaults_to_one_row_per_class(tmp_path, monkeypatch, caplog):
-    from training.preview import augment_preview
+    from cnnkeras.training.augment.preview import augment_preview
 
     seen = _grid_rows(monkeypatch)
     augment_preview("digits", tmp_path / "d.png", variants=1)
@@ -142,7 +142,7 @@ def test_augment_preview_defaults_to_one_row_per_class(tmp_path, monkeypatch, ca
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "many.npz", x_train=rng.integers(0, 256, (150, 8, 8, 1), dtype=np.uint8),
              y_train=np.arange(150) % 15)
-    with caplog.at_level("WARNING", logger="training.preview"):
+    with caplog.at_level("WARNING", logger="cnnkeras.training.augment.preview"):
         augment_preview(f"npz:{tmp_path / 'many.npz'}", tmp_path / "m.png", augment="none", variants=1)
     assert len(seen["labels"]) == 12 and "12 of 15 classes shown" in seen["title"]
     assert any("not shown: 12, 13, 14" in r.getMessage() and "--samples 15" in r.getMessage()
@@ -152,14 +152,14 @@ def test_augment_preview_defaults_to_one_row_per_class(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("smoothing, title", [(None, "Loss (training objective)"), (0.0, "Loss (cross-entropy)"),
                                               (0.1, "Loss (cross-entropy, label smoothing 0.1)")])
 def test_curves_have_integer_epoch_ticks_and_an_honest_loss_title(tmp_path, monkeypatch, smoothing, title):
-    import training.plots
+    import cnnkeras.training.tasks.plots
 
     figs = []
-    real = training.plots._save
-    monkeypatch.setattr(training.plots, "_save", lambda fig, path: (figs.append(fig), real(fig, path))[1])
+    real = cnnkeras.training.tasks.plots._save
+    monkeypatch.setattr(cnnkeras.training.tasks.plots, "_save", lambda fig, path: (figs.append(fig), real(fig, path))[1])
     history = {"epoch": [0, 1, 2], "loss": [1.2, 0.8, 0.6], "val_loss": [1.1, 0.9, 0.7], "accuracy": [.5, .7, .8],
                "val_accuracy": [.55, .68, .75], "lr": [1e-3, 5e-4, 1e-4]}
-    out = training.plots.plot_curves(history, tmp_path / "curves.png", best_epoch=2, label_smoothing=smoothing)
+    out = cnnkeras.training.tasks.plots.plot_curves(history, tmp_path / "curves.png", best_epoch=2, label_smoothing=smoothing)
     assert Image.open(out).format == "PNG"
     axes = figs[0].axes
     assert axes[0].get_title() == title

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cnnkeras._keras import keras, layers
-from export.check import check_model
-from export.cli import main
+from cnnkeras.export.check import check_model
+from cnnkeras.main import main
 
 
 def _layernorm_model() -> keras.Model:

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-import training
-from training import DataError, TrainConfig, load_arrays
-from training.cli import main
-from training.errors import TrainingError
-from training.evaluate import classification_metrics
-from training.preview import _soft_label
+from cnnkeras import training
+from cnnkeras.main import main
+from cnnkeras.training import DataError, TrainConfig, load_arrays
+from cnnkeras.training.augment.preview import _soft_label
+from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.tasks.classification import classification_metrics
 
 
 def _tiny_npz(path, classes=2, n=24, size=8):
@@ -69,7 +69,7 @@ def test_empty_npz_split_is_a_data_error(tmp_path):
 def test_unknown_model_fails_before_reading_data_and_misfit_suggests_image_size(tmp_path, capsys, monkeypatch):
     import importlib
 
-    train_mod = importlib.import_module("training.train")  # the package's train() shadows the module name
+    train_mod = importlib.import_module("cnnkeras.training.trainer")  # the package's train() shadows the module name
 
     def no_data(*a, **k):
         raise AssertionError("data must not be read for an unknown model")
@@ -214,7 +214,7 @@ def test_bad_class_weight_fails_before_training_and_writes_nothing(tmp_path, cap
 
 
 def test_class_weight_by_name_or_id():
-    from training.class_weights import class_weights as _class_weights
+    from cnnkeras.training.class_weights import class_weights as _class_weights
 
     y = np.array([0, 0, 0, 1, 2])
     assert _class_weights({"dog": 3, "0": 2}, y, ["cat", "dog", "fox"]) == {0: 2.0, 1: 3.0, 2: 1.0}

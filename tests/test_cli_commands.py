@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cnnkeras import __version__
-from cnnkeras.cliargs import Flag, add_dataclass_arguments, collect
+from cnnkeras.common.cliargs import Flag, add_dataclass_arguments, collect
 from cnnkeras.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def test_version_and_bare_command_list(capsys):
 
 
 def test_every_entry_point_runs_the_full_command():
-    for module in ("cnnkeras", "training", "export"):
+    for module in ("cnnkeras", "cnnkeras.training", "cnnkeras.export"):
         done = subprocess.run([sys.executable, "-m", module], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert done.returncode == 0, done.stderr
         assert all(f"  {c} " in done.stdout for c in COMMANDS), (module, done.stdout)
@@ -90,15 +90,15 @@ def test_flags_come_from_the_dataclass_fields():
 
 
 def test_every_train_and_export_option_is_a_flag_and_reaches_the_library():
-    from export.exporter import export_run
-    from export.options import ExportOptions
-    from training.cli import TRAIN_FLAGS
-    from training.config import TrainConfig
+    from cnnkeras.export.exporter import export_run
+    from cnnkeras.export.options import ExportOptions
+    from cnnkeras.training.cli import TRAIN_FLAGS
+    from cnnkeras.training.config import TrainConfig
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    from export.cli import register as register_export
-    from training.cli import register as register_train
+    from cnnkeras.export.cli import register as register_export
+    from cnnkeras.training.cli import register as register_train
 
     register_train(sub)
     register_export(sub)
@@ -136,7 +136,7 @@ def test_predict_on_a_run_dir_and_export_refuses_an_existing_folder_first(tmp_pa
     assert main(["predict", str(run), str(tmp_path / "img.png"), "--format", "tflite_int8"]) == 2
     assert "export it first: cnnkeras export" in capsys.readouterr().err
     (run / "export").mkdir()
-    import training
+    from cnnkeras import training
 
     def no_data(*a, **k):
         raise AssertionError("the data must not be read when the export folder exists")
@@ -148,7 +148,7 @@ def test_predict_on_a_run_dir_and_export_refuses_an_existing_folder_first(tmp_pa
 
 
 def test_filter_passes_a_fatal_abort_message_and_drops_the_noise():
-    code = ("import os\nfrom cnnkeras.native_stderr import cli_filter\nwith cli_filter():\n"
+    code = ("import os\nfrom cnnkeras.common.native_stderr import cli_filter\nwith cli_filter():\n"
             "    os.write(2, b'I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see\\n')\n"
             "    os.write(2, b'E0000 00:00:1.0 1 meta_optimizer.cc:1] NodeDef mentions attribute "
             "use_unbounded_threadpool which is not in the op definition\\n')\n"
@@ -182,7 +182,7 @@ def test_commands_print_no_tensorflow_start_up_lines_and_the_library_leaves_stde
 
 @pytest.mark.slow
 def test_every_export_file_has_the_same_mode_golden_npz_included(tiny_digits, tmp_path):
-    from export.exporter import export_model
+    from cnnkeras.export.exporter import export_model
 
     model, data = tiny_digits
     export_model(model, data, out=tmp_path / "export", formats=["keras", "tflite_int8", "micro"], latency_runs=2)

@@ -1,4 +1,4 @@
-"""training.data / datasets / images: every dataset kind and every bad input the issue lists."""
+"""cnnkeras.training.data.splits / datasets / images: every dataset kind and every bad input the issue lists."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import DataError, DatasetInfo, decode_image, load_arrays
-from training.data import make_eval_dataset, make_train_dataset
+from cnnkeras.common.images import decode_image
+from cnnkeras.training import DataError, DatasetInfo, load_arrays
+from cnnkeras.training.data.pipeline import make_eval_dataset, make_train_dataset
 
 
 def _png(path, size=(16, 16), mode="L", value=None, rng=None):
@@ -186,7 +187,7 @@ def test_folder_split_aliases_and_ignored_folders_are_named(tmp_path, caplog):
     root = tmp_path / "d"
     for part, n in (("train", 4), ("validation", 2), ("testing", 3), ("extra", 1)):
         _folder(root / part, classes=("cat", "dog"), per_class=n)
-    with caplog.at_level("WARNING", logger="training.images"):
+    with caplog.at_level("WARNING", logger="cnnkeras.training.data.folders"):
         split, info = load_arrays(f"folder:{root}")
     assert info.counts == {"train": [4, 4], "val": [2, 2], "test": [3, 3]}
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -198,7 +199,7 @@ def test_folder_split_aliases_and_ignored_folders_are_named(tmp_path, caplog):
 
 def test_folder_split_names_without_train_are_read_as_classes_with_a_warning(tmp_path, caplog):
     root = _folder(tmp_path / "d", classes=("valid", "invalid"), per_class=4)
-    with caplog.at_level("WARNING", logger="training.images"):
+    with caplog.at_level("WARNING", logger="cnnkeras.training.data.folders"):
         _, info = load_arrays(f"folder:{root}", val_fraction=0.25, test_fraction=0.25)
     assert info.class_names == ["invalid", "valid"]
     assert any("no train/ folder" in r.getMessage() and "valid/" in r.getMessage() for r in caplog.records)
@@ -213,7 +214,7 @@ def test_folder_loose_and_unsupported_files_are_reported_once(tmp_path, caplog, 
     (classes_at / "a" / "y.webp").write_bytes(b"RIFF")
     (classes_at / "b" / "notes.txt").write_text("x")
     (classes_at / "b" / ".DS_Store").write_bytes(b"")  # hidden files are not reported
-    with caplog.at_level("WARNING", logger="training.images"):
+    with caplog.at_level("WARNING", logger="cnnkeras.training.data.folders"):
         split, info = load_arrays(f"folder:{root}", val_fraction=0.25, test_fraction=0.25)
     assert sum(len(s[1]) for s in (split.train, split.val, split.test)) == 8
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

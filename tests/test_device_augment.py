@@ -8,8 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-import training
-from training import TrainConfig, TrainingError
+from cnnkeras import training
+from cnnkeras.training import TrainConfig, TrainingError
 
 SMALL = dict(data="digits", model="simple_cnn", model_args={"filters": 8, "units": 32}, batch_size=64, verbose=0,
              tensorboard=False)
@@ -24,8 +24,9 @@ def test_device_batches_are_bitwise_the_pipeline_batches(mix):
     import dataclasses
 
     from cnnkeras._keras import tf
-    from training.augment import make_augmenter, resolve_augment
-    from training.data import load_arrays, make_train_dataset
+    from cnnkeras.training.augment.batched import make_augmenter, resolve_augment
+    from cnnkeras.training.data.pipeline import make_train_dataset
+    from cnnkeras.training.data.splits import load_arrays
 
     split, info = load_arrays("digits")
     augment = make_augmenter(dataclasses.replace(resolve_augment("default", info), mixup=mix), info)

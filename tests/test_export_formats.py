@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from cnnkeras._keras import keras, layers, tf
-from export import convert, verify
-from export.errors import ExportError
-from export.exporter import export_model
-from export.formats import FORMATS
-from export.runtime import load_predictor
+from cnnkeras.export import convert, verify
+from cnnkeras.export.errors import ExportError
+from cnnkeras.export.exporter import export_model
+from cnnkeras.export.formats import FORMATS
+from cnnkeras.export.runtime import load_predictor
 
 
 @pytest.fixture(scope="module")

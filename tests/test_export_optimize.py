@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from cnnkeras._keras import layers
-from export import convert, optimize
-from export.exporter import export_model
-from export.formats import FORMATS
+from cnnkeras.export import convert, optimize
+from cnnkeras.export.exporter import export_model
+from cnnkeras.export.formats import FORMATS
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.cli import main
-from export.errors import ExportError
+from cnnkeras.export.errors import ExportError
+from cnnkeras.main import main
 
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
-    import training
+    from cnnkeras import training
 
     out = tmp_path_factory.mktemp("runs") / "digits"
     return Path(training.train(training.TrainConfig(data="digits", epochs=4, out=str(out), overwrite=True)))
@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(run_dir) -> tuple[Path, dict]:
-    import export
+    from cnnkeras import export
 
     report = export.export_run(run_dir, calibration_samples=50, latency_runs=5)
     return run_dir / "export", report
@@ -48,7 +48,7 @@ def test_every_default_artifact_runs(exported):
 
 
 def test_int8_graph_is_all_integer_and_micro_reproduces_litert(exported):
-    from export import convert, micro
+    from cnnkeras.export import convert, micro
 
     out, report = exported
     info = convert.graph_info((out / "model_int8.tflite").read_bytes())
@@ -67,7 +67,7 @@ def test_int8_graph_is_all_integer_and_micro_reproduces_litert(exported):
 
 
 def test_metadata_round_trip(exported, run_dir):
-    from export.runtime import load_predictor
+    from cnnkeras.export.runtime import load_predictor
 
     out, _ = exported
     meta = json.loads((out / "metadata.json").read_text())
@@ -82,7 +82,7 @@ def test_metadata_round_trip(exported, run_dir):
 
 
 def test_existing_output_needs_overwrite(exported, run_dir):
-    import export
+    from cnnkeras import export
 
     with pytest.raises(ExportError, match="--overwrite"):
         export.export_run(run_dir)
@@ -162,7 +162,7 @@ def test_saved_model_signature_for_saved_model_cli(exported):
 
 
 def test_cli_strict_exits_3_on_a_golden_mismatch_and_plain_export_completes(run_dir, tmp_path, monkeypatch, capsys):
-    from export import runtime
+    from cnnkeras.export import runtime
 
     real = runtime.TFLitePredictor.raw_outputs
     monkeypatch.setattr(runtime.TFLitePredictor, "raw_outputs",

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from export import verify
-from export.errors import ExportCheckFailed
-from export.exporter import Data, export_model
-from export.formats import FORMATS, SELECTIVE_FORMAT
+from cnnkeras.export import verify
+from cnnkeras.export.errors import ExportCheckFailed
+from cnnkeras.export.exporter import Data, export_model
+from cnnkeras.export.formats import FORMATS, SELECTIVE_FORMAT
 
 
 def _entry(fmt: str, accuracy: float, **extra) -> dict:
@@ -81,7 +81,7 @@ def test_collapsed_int8_is_reported_fail_and_strict_raises(tiny_digits, tmp_path
 
 def test_golden_mismatch_fails_the_micro_row(tiny_digits, tmp_path, monkeypatch):
     """LiteRT and TFLM disagreeing beyond the tolerance fails the micro row (outputs shifted by 5 LSB)."""
-    from export import runtime
+    from cnnkeras.export import runtime
 
     model, data = tiny_digits
     real = runtime.TFLitePredictor.raw_outputs
@@ -97,7 +97,7 @@ def test_golden_mismatch_fails_the_micro_row(tiny_digits, tmp_path, monkeypatch)
 
 def test_bn_folded_is_counted_not_constant(tiny_digits):
     from cnnkeras._keras import keras, layers
-    from export import optimize
+    from cnnkeras.export import optimize
 
     model, _ = tiny_digits
     folded, kept = optimize.batch_norm_fold_plan(model)
@@ -112,7 +112,7 @@ def test_bn_folded_is_counted_not_constant(tiny_digits):
 
 def test_weight_facts_are_measured_on_the_shipped_graph():
     from cnnkeras._keras import keras, layers
-    from export import convert
+    from cnnkeras.export import convert
 
     i = keras.Input((4,))
     dense = layers.Dense(4, use_bias=False)
@@ -126,7 +126,7 @@ def test_weight_facts_are_measured_on_the_shipped_graph():
 def test_one_logits_detector_for_training_and_export():
     from cnnkeras._keras import keras, layers
     from cnnkeras.builder import model_outputs_logits
-    from export import optimize
+    from cnnkeras.export import optimize
 
     i = keras.Input((4,))
     logits = keras.Model(i, layers.Dense(3, name="predictions")(i))

@@ -36,12 +36,13 @@ from pathlib import Path
 
 import pytest
 
-import training
-from cnnkeras import locks
-from cnnkeras.fileio import OutputError, atomic_path
+from cnnkeras import training
+from cnnkeras.common import locks
+from cnnkeras.common.fileio import atomic_path
+from cnnkeras.common.write_errors import OutputError
 from cnnkeras.main import main
-from training import TrainConfig
-from training import callbacks as cb
+from cnnkeras.training import TrainConfig
+from cnnkeras.training import callbacks as cb
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits", "--model", "simple_cnn", "--model-args", '{"filters": 4, "units": 16}', "--batch-size", "64",
@@ -171,7 +172,7 @@ def test_atomic_folder_write_keeps_the_old_folder_until_complete(tmp_path):
 
 def test_swap_without_rename_exchange_recovers_from_a_kill_between_its_renames(tmp_path, monkeypatch):
     """Without RENAME_EXCHANGE, a kill between the swap's two renames is repaired by the next writer."""
-    from cnnkeras import fileio
+    from cnnkeras.common import fileio
 
     monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)  # kernels/file systems without RENAME_EXCHANGE
     out = tmp_path / "export"

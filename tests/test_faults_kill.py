@@ -83,7 +83,7 @@ def reference(tmp_path_factory):
 
 # (id, faults, expected exit of the faulted process, what the interrupted run holds)
 TRAIN_FAULTS = [
-    ("kill-train-before-first-checkpoint", "kill-call:training.callbacks.EpochState.on_epoch_end:1", -9),
+    ("kill-train-before-first-checkpoint", "kill-call:cnnkeras.training.callbacks.EpochState.on_epoch_end:1", -9),
     ("kill-train-mid-epoch", "kill-batch:1,5", -9),
     ("kill-train-writing-checkpoint-state", "kill-replace:state.json:2", -9),
     ("kill-train-final-model-save", "kill-replace:model.keras", -9),
@@ -109,8 +109,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(reference, tmp_path
 
 
 OVERWRITE_FAULTS = [
-    ("kill-overwrite-early", "kill-call:training.callbacks.EpochState.on_epoch_end:1"),
-    ("kill-overwrite-before-swap", "kill-call:training.runguard.swap_in"),
+    ("kill-overwrite-early", "kill-call:cnnkeras.training.callbacks.EpochState.on_epoch_end:1"),
+    ("kill-overwrite-before-swap", "kill-call:cnnkeras.common.fileio.swap_in"),
     ("sigint-overwrite-mid-epoch", "sigint-batch:1,5"),
 ]
 
@@ -132,8 +132,8 @@ def test_killed_overwrite_keeps_the_previous_run(reference, tmp_path, fault):
 
 EXPORT_FAULTS = [
     ("kill-export-writing", "kill-replace:model_int8.tflite", False),
-    ("kill-export-verifying", "kill-call:export.verify.evaluate:2", False),
-    ("kill-export-swapping-in", "kill-call:cnnkeras.fileio.swap_in", True),
+    ("kill-export-verifying", "kill-call:cnnkeras.export.verify.evaluate:2", False),
+    ("kill-export-swapping-in", "kill-call:cnnkeras.common.fileio.swap_in", True),
 ]
 
 
@@ -171,7 +171,7 @@ def test_concurrent_processes_on_one_run_refuse_and_leave_one_consistent_run(ref
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     first = _cli(*TRAIN, "--seed", "5", "--out", str(run), "--overwrite",
-                 faults=("slow-call:training.callbacks.EpochState.on_epoch_end:4",), wait=False)
+                 faults=("slow-call:cnnkeras.training.callbacks.EpochState.on_epoch_end:4",), wait=False)
     try:
         _wait_for_lock(run, first)
         argv = {"train-overwrite": [*TRAIN, "--seed", "6", "--out", str(run), "--overwrite"],
@@ -184,7 +184,7 @@ def test_concurrent_processes_on_one_run_refuse_and_leave_one_consistent_run(ref
     assert f"run directory {run} is in use by pid {first.pid}" in refused.stderr.strip().splitlines()[-1]
     assert first.returncode == 0, err[-3000:]
     # One consistent run: the first process's config, and its metrics reproduced by its model.
-    import training
+    from cnnkeras import training
 
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["seed"] == 5 and "--seed 5" in " ".join(config["command"])
@@ -199,7 +199,7 @@ def test_concurrent_processes_on_one_run_refuse_and_leave_one_consistent_run(ref
 def test_sigterm_is_like_a_kill_and_resume_still_works(reference, tmp_path):
     """SIGTERM (a scheduler's stop) ends the process without Python clean-up, like kill -9."""
     run = tmp_path / "run"
-    proc = _cli(*TRAIN, "--out", str(run), faults=("slow-call:training.callbacks.EpochState.on_epoch_end:3",),
+    proc = _cli(*TRAIN, "--out", str(run), faults=("slow-call:cnnkeras.training.callbacks.EpochState.on_epoch_end:3",),
                 wait=False)
     try:
         for _ in range(1200):

@@ -38,7 +38,7 @@ tokens = st.one_of(words, st.text(max_size=12), st.integers(-2**70, 2**70).map(s
 def parser():
     import importlib
 
-    from cnnkeras.cli import build_parser
+    from cnnkeras.common.cli import build_parser
     from cnnkeras.main import COMMAND_MODULES
 
     return build_parser("cnnkeras", [importlib.import_module(m).register for m in COMMAND_MODULES])
@@ -55,8 +55,8 @@ def _parse(parser, argv):
 
 
 def _text_parsers(text):
-    from cnnkeras.cli import parse_shape
-    from training.data import parse_image_size
+    from cnnkeras.common.cli import parse_shape
+    from cnnkeras.training.data.splits import parse_image_size
 
     for fn in (parse_shape, parse_image_size):
         try:
@@ -67,8 +67,8 @@ def _text_parsers(text):
 
 
 def _config(values):
-    from training.config import TrainConfig
-    from training.errors import TrainingError
+    from cnnkeras.training.config import TrainConfig
+    from cnnkeras.training.errors import TrainingError
 
     names = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "step_gamma", "min_lr",
              "label_smoothing", "mixup", "cutmix", "seed", "top_k")
@@ -150,8 +150,8 @@ images = st.one_of(
 
 
 def _decode(data, size, channels):
-    from training.errors import DataError
-    from training.images import decode_image
+    from cnnkeras.common.images import decode_image
+    from cnnkeras.errors import DataError
 
     old = os.environ.get("CNNKERAS_MAX_IMAGE_PIXELS")
     os.environ["CNNKERAS_MAX_IMAGE_PIXELS"] = str(1 << 20)  # forged headers stay cheap to decode
@@ -200,8 +200,8 @@ def tflite_bytes():
 
 
 def _validate(data: bytes, edits) -> None:
-    from export.errors import ExportError
-    from export.runtime import validate_tflite_bytes
+    from cnnkeras.export.errors import ExportError
+    from cnnkeras.export.validate import validate_tflite_bytes
 
     mutated = _mutate(data, edits) if edits else data
     try:
@@ -234,8 +234,8 @@ micro_values = st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=True), 
 @given(st.dictionaries(st.sampled_from(["arena_bytes", "arena_used_bytes"]), micro_values),
        st.dictionaries(st.sampled_from(["dtype", "scale", "zero_point", "shape"]), micro_values))
 def test_fuzz_micro_info_quick(tflite_bytes, top, tensor):
-    from export.errors import ExportError
-    from export.runtime import check_micro_info
+    from cnnkeras.export.errors import ExportError
+    from cnnkeras.export.runtime import check_micro_info
 
     info = {**top, "input": tensor, "output": tensor}
     try:
@@ -245,8 +245,8 @@ def test_fuzz_micro_info_quick(tflite_bytes, top, tensor):
 
 
 def test_export_count_options_have_real_limits():
-    from export.errors import ExportError
-    from export.exporter import check_counts
+    from cnnkeras.export.errors import ExportError
+    from cnnkeras.export.exporter import check_counts
 
     check_counts(latency_runs=1, qat_epochs=0, calibration_samples=1)
     for bad in ({"latency_runs": 0}, {"latency_runs": -1}, {"qat_epochs": -1}, {"calibration_samples": 0},

@@ -20,7 +20,7 @@ COMMANDS = make_guide.commands_in(make_guide.GUIDE.read_text())
 
 
 def _parser():
-    from cnnkeras.cli import build_parser
+    from cnnkeras.common.cli import build_parser
     from cnnkeras.main import COMMAND_MODULES
 
     return build_parser("cnnkeras", [importlib.import_module(m).register for m in COMMAND_MODULES])

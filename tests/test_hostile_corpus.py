@@ -2,7 +2,7 @@
 traceback, no signal death, no hang, no planted code run, and the good fixture files intact.
 
 The quick test runs a third of the refusals (a stable choice by case id) in one driver process,
-plus two cases as real ``python -m export`` subprocesses to prove the exit codes; the slow test runs
+plus two cases as real ``python -m cnnkeras`` subprocesses to prove the exit codes; the slow test runs
 every case. ``tests/hostile/report.py`` turns a full run into docs/reliability.md.
 """
 

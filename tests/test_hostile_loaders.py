@@ -18,12 +18,20 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 
-from bad_files import (array_npy, bmp_header, cifar_batch, gif_header, malicious_pickle, npy_bytes,  # noqa: E402
-                       npz_of, object_npy, png_header)
+from bad_files import (  # noqa: E402
+    array_npy,
+    bmp_header,
+    cifar_batch,
+    gif_header,
+    malicious_pickle,
+    npy_bytes,
+    npz_of,
+    object_npy,
+    png_header,
+)
 
-from cnnkeras.errors import SpecError, UserError  # noqa: E402
-from cnnkeras.safe_load import load_arrays, read_json, read_text, restricted_pickle_load  # noqa: E402
-from training.errors import DataError  # noqa: E402
+from cnnkeras.common.safe_load import load_arrays, read_json, read_text, restricted_pickle_load  # noqa: E402
+from cnnkeras.errors import DataError, SpecError, UserError  # noqa: E402
 
 
 def _cifar_cache(root: Path, poisoned: bytes, archive: bool) -> None:
@@ -45,7 +53,7 @@ def _cifar_cache(root: Path, poisoned: bytes, archive: bool) -> None:
 
 @pytest.mark.parametrize("archive", [False, True], ids=["folder", "archive"])
 def test_cifar_cache_pickle_payload_does_not_run(tmp_path, monkeypatch, archive):
-    from training import load_arrays as load_dataset
+    from cnnkeras.training import load_arrays as load_dataset
 
     marker = tmp_path / "PWNED"
     _cifar_cache(tmp_path, malicious_pickle(str(marker)), archive)
@@ -57,7 +65,7 @@ def test_cifar_cache_pickle_payload_does_not_run(tmp_path, monkeypatch, archive)
 
 def test_genuine_cifar_batches_still_load(tmp_path, monkeypatch):
     """The restricted unpickler admits the real format (numpy arrays inside a dict of bytes keys)."""
-    from training.datasets import _keras_cached
+    from cnnkeras.training.data.sources import _keras_cached
 
     _cifar_cache(tmp_path, cifar_batch(seed=1), archive=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
@@ -84,7 +92,7 @@ def test_npz_object_arrays_are_refused_without_unpickling(tmp_path):
     path.write_bytes(npz_of({"x_train": array_npy(np.zeros((4, 8, 8), np.uint8)), "y_train": object_npy(str(marker))}))
     with pytest.raises(UserError, match="Python objects .* could run code"):
         load_arrays(path)
-    from training import load_arrays as load_dataset
+    from cnnkeras.training import load_arrays as load_dataset
 
     with pytest.raises(DataError, match="Python objects"):
         load_dataset(f"npz:{path}")
@@ -108,8 +116,8 @@ def test_npy_header_bomb_is_refused_before_allocating(tmp_path):
 
 def test_keras_lambda_layer_is_refused_in_safe_mode(tmp_path):
     from cnnkeras._keras import keras, layers
-    from export.errors import ExportError
-    from export.runtime import load_keras_model
+    from cnnkeras.export.errors import ExportError
+    from cnnkeras.export.runtime import load_keras_model
 
     marker = tmp_path / "PWNED"
     i = keras.Input((4,))
@@ -137,14 +145,14 @@ def test_yaml_python_tags_are_refused(tmp_path, monkeypatch):
     (gif_header(65535, 65535), "pixels"), (bmp_header(100000, 100000), "pixels"),
 ], ids=["png_900M", "png_144M", "gif", "bmp"])
 def test_pixel_limit_refuses_bombs_before_decoding(data, claim):
-    from training.images import decode_image
+    from cnnkeras.common.images import decode_image
 
     with pytest.raises(DataError, match=claim):
         decode_image(data, (8, 8), 1)
 
 
 def test_pixel_limit_is_configurable(monkeypatch):
-    from training.images import decode_image
+    from cnnkeras.common.images import decode_image
 
     buf = io.BytesIO()
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(buf, format="PNG")
@@ -155,7 +163,7 @@ def test_pixel_limit_is_configurable(monkeypatch):
 
 
 def test_16bit_png_decodes_to_scaled_8bit_not_solid_255():
-    from training.images import decode_image
+    from cnnkeras.common.images import decode_image
 
     ramp = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1040).astype(np.uint16)  # 0..65520
     buf = io.BytesIO()
@@ -169,7 +177,7 @@ def test_16bit_png_decodes_to_scaled_8bit_not_solid_255():
 
 @pytest.mark.parametrize("label", [2**32 + 1, 2**64 - 1, 2**31])
 def test_npz_labels_that_would_wrap_are_refused(tmp_path, label):
-    from training import load_arrays as load_dataset
+    from cnnkeras.training import load_arrays as load_dataset
 
     x = np.zeros((6, 8, 8), np.uint8)
     y = np.array([0, 1, 0, 1, 0, label], dtype=np.uint64)
@@ -199,7 +207,7 @@ def test_text_side_files_name_the_encoding_problem(tmp_path):
 def test_symlink_to_root_as_class_folder_is_not_walked(tmp_path):
     import os
 
-    from training.images import list_folder
+    from cnnkeras.training.data.folders import list_folder
 
     for cls in ("a", "b"):
         (tmp_path / "ds" / cls).mkdir(parents=True)
@@ -220,7 +228,7 @@ def test_pickle_module_is_not_used_by_any_loader():
 
     root = Path(__file__).resolve().parents[1]
     risky = re.compile(r"(?<![\w.])pickle\.loads?\(|allow_pickle=True|safe_mode=False")
-    offenders = [str(p.relative_to(root)) for pkg in ("cnnkeras", "training", "export") for p in (root / pkg).rglob("*.py")
+    offenders = [str(p.relative_to(root)) for p in (root / "cnnkeras").rglob("*.py")
                  if p.name != "safe_load.py" and risky.search(p.read_text())]
     assert offenders == [], offenders
     assert pickle.Unpickler  # the restricted loader subclasses it

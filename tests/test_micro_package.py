@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import cnnkeras
-from export import convert, micro, micro_sources
-from export.exporter import Data, export_model
-from export.formats import FORMATS
-from export.runtime import load_predictor
+from cnnkeras.export import convert, micro, micro_sources
+from cnnkeras.export.exporter import Data, export_model
+from cnnkeras.export.formats import FORMATS
+from cnnkeras.export.runtime import load_predictor
 
 NAMES = ['zero "0"', "one\\1", "zwei ü", "new\nline", "??=four", "5", "6", "7", "8", "9"]
 GXX = shutil.which("g++")
@@ -127,7 +127,7 @@ def test_every_zoo_op_has_a_tflm_resolver_method(name):
 
 
 def test_unmapped_op_is_a_clear_error():
-    from export.errors import ExportError
+    from cnnkeras.export.errors import ExportError
 
     with pytest.raises(ExportError, match="STABLEHLO_SORT"):
         micro.resolver_methods(["CONV_2D", "STABLEHLO_SORT"])

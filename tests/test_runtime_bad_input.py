@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cnnkeras._keras import keras, layers
-from export import convert
-from export.errors import ExportError
-from export.formats import FORMATS
-from export.runtime import load_predictor
+from cnnkeras.export import convert
+from cnnkeras.export.errors import ExportError
+from cnnkeras.export.formats import FORMATS
+from cnnkeras.export.runtime import load_predictor
 
 
 def _model(lam: bool = False) -> keras.Model:
@@ -64,7 +64,7 @@ def test_wrong_input_shape_and_calibration(tmp_path, tflite_bytes):
 
 
 def test_unknown_format_and_bad_recipe_args():
-    from export.formats import resolve_formats
+    from cnnkeras.export.formats import resolve_formats
 
     with pytest.raises(ExportError, match="unknown export format"):
         resolve_formats(["tflite_int4"])
@@ -95,7 +95,7 @@ def _png(path, shape):
 
 
 def test_predict_uses_labels_txt_beside_any_model(run_model, tmp_path, capsys):
-    from export.cli import main
+    from cnnkeras.main import main
 
     img = _png(tmp_path / "a.png", (8, 8))
     assert main(["predict", str(run_model), str(img), "--top-k", "3", "--json"]) == 0
@@ -110,7 +110,7 @@ def test_predict_metadata_class_names_win_and_mismatched_labels_fall_back(run_mo
     import json
     import shutil
 
-    from export.predict import rank
+    from cnnkeras.export.predict import rank
 
     meta = tmp_path / "m"
     meta.mkdir()
@@ -142,7 +142,7 @@ def test_predict_not_an_image_is_a_clear_error_without_a_wrong_hint(run_model, t
 @pytest.mark.parametrize("problem, match", [("missing", "no such image file"), ("folder", "a folder"),
                                             ("truncated", "cannot decode this image")])
 def test_predict_unreadable_images_raise_export_error(run_model, tmp_path, problem, match):
-    from export.predict import load_images
+    from cnnkeras.export.predict import load_images
 
     path = tmp_path / "img.png"
     if problem == "folder":
@@ -157,7 +157,7 @@ def test_predict_unreadable_images_raise_export_error(run_model, tmp_path, probl
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_predict_top_k_must_be_at_least_one(run_model, tmp_path, capsys, value):
-    from export.cli import main
+    from cnnkeras.main import main
 
     img = _png(tmp_path / "a.png", (8, 8))
     assert main(["predict", str(run_model), str(img), "--top-k", value]) == 2
@@ -166,7 +166,7 @@ def test_predict_top_k_must_be_at_least_one(run_model, tmp_path, capsys, value):
 
 
 def test_predict_top_k_above_classes_is_capped_with_a_note(run_model, tmp_path, capsys, caplog):
-    from export.cli import main
+    from cnnkeras.main import main
 
     img = _png(tmp_path / "a.png", (8, 8))
     with caplog.at_level("INFO", logger="export"):
@@ -178,7 +178,7 @@ def test_predict_top_k_above_classes_is_capped_with_a_note(run_model, tmp_path, 
 def test_predict_logs_each_distinct_conversion_once(run_model, tmp_path, capsys, caplog):
     from PIL import Image
 
-    from export.cli import main
+    from cnnkeras.main import main
 
     rgb_big = _png(tmp_path / "rgb_big.jpg", (48, 64, 3))  # H=48, W=64
     rgb_big2 = _png(tmp_path / "rgb_big2.jpg", (48, 64, 3))
@@ -190,8 +190,8 @@ def test_predict_logs_each_distinct_conversion_once(run_model, tmp_path, capsys,
     with caplog.at_level("INFO", logger="export"):
         assert main(["predict", str(run_model), *map(str, images)]) == 0
     out = capsys.readouterr().out
-    lines = [r.getMessage() for r in caplog.records if r.name == "export.predict"]
-    assert all(r.levelname == "INFO" for r in caplog.records if r.name == "export.predict")
+    lines = [r.getMessage() for r in caplog.records if r.name == "cnnkeras.export.predict"]
+    assert all(r.levelname == "INFO" for r in caplog.records if r.name == "cnnkeras.export.predict")
     assert lines == ["rgb_big.jpg (and 1 more image): 48x64x3 resized to 8x8x1 (aspect ratio changed; colour to grey)",
                      "square.png: 16x16x1 resized to 8x8x1",
                      "rgba.png: 8x8x4 converted to 8x8x1 (colour to grey; alpha dropped)"]
@@ -199,7 +199,7 @@ def test_predict_logs_each_distinct_conversion_once(run_model, tmp_path, capsys,
 
 
 def test_predict_grey_to_rgb_is_described():
-    from export.predict import describe_conversion
+    from cnnkeras.export.predict import describe_conversion
 
     assert describe_conversion((8, 8, 1), "L", (8, 8, 3)) == "8x8x1 converted to 8x8x3 (grey to RGB)"
     assert describe_conversion((8, 8, 3), "RGB", (8, 8, 3)) is None

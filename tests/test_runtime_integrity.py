@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from export.errors import ExportError
-from export.exporter import export_model
-from export.runtime import load_predictor
+from cnnkeras.export.errors import ExportError
+from cnnkeras.export.exporter import export_model
+from cnnkeras.export.runtime import load_predictor
 
 RATES = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 0.9, 0.999]
 
@@ -35,8 +35,9 @@ def _flip(data: bytes, rate: float, seed: int) -> bytes:
 
 
 def test_checksum_mismatch_is_refused_and_no_verify_skips(exported, tmp_path, capsys):
-    from cnnkeras.main import main
     from PIL import Image
+
+    from cnnkeras.main import main
 
     out = tmp_path / "export"
     shutil.copytree(exported, out)
@@ -86,8 +87,8 @@ def test_bit_flipped_tflite_never_crashes_or_hangs(exported, tmp_path):
             paths.append(str(p))
     code = textwrap.dedent(f"""
         import numpy as np
-        from export.errors import ExportError
-        from export.runtime import load_predictor
+        from cnnkeras.export.errors import ExportError
+        from cnnkeras.export.runtime import load_predictor
         ran = refused = 0
         for p in {paths!r}:
             try:

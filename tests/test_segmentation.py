@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.errors import DataError
+from cnnkeras.errors import DataError
 
 
 def _write_pair(root: Path, stem: str, image: np.ndarray, mask: np.ndarray, mode: str = "L") -> None:
@@ -39,7 +39,7 @@ def _folder(root: Path, n: int = 12, size: tuple[int, int] = (16, 16)) -> Path:
 
 
 def test_seg_folder_reads_pairs_names_and_palette_indices(tmp_path):
-    from training.data import load_arrays
+    from cnnkeras.training.data.splits import load_arrays
 
     split, info = load_arrays(f"seg:{_folder(tmp_path / 'd')}", seed=0)
     assert info.task == "segmentation" and info.ignore_value == 255
@@ -52,7 +52,7 @@ def test_seg_folder_reads_pairs_names_and_palette_indices(tmp_path):
 @pytest.mark.parametrize("fault, needle", [
     ("missing", "no mask"), ("size", "mask is 8x8"), ("value", "mask value 7"), ("rgb", "single-channel")])
 def test_seg_folder_errors_name_the_file_and_skip(tmp_path, fault, needle):
-    from training.data import load_arrays
+    from cnnkeras.training.data.splits import load_arrays
 
     root = _folder(tmp_path / "d")
     bad = root / "masks" / "s03.png"
@@ -72,7 +72,7 @@ def test_seg_folder_errors_name_the_file_and_skip(tmp_path, fault, needle):
 
 
 def test_seg_split_folders_and_npz_masks(tmp_path):
-    from training.data import load_arrays
+    from cnnkeras.training.data.splits import load_arrays
 
     root = tmp_path / "d"
     for split in ("train", "val", "test"):
@@ -91,8 +91,9 @@ def test_seg_split_folders_and_npz_masks(tmp_path):
 
 
 def test_ignore_pixels_count_nowhere():
-    from training.segaugment import _targets, pixel_class_weights
-    from training.segmetrics import agreement, iou_from_confusion, pixel_confusion
+    from cnnkeras.common.pixel_metrics import agreement, iou_from_confusion, pixel_confusion
+    from cnnkeras.training.augment.paired import onehot_targets
+    from cnnkeras.training.tasks.segmentation import pixel_class_weights
 
     true = np.array([[0, 1, 255], [1, 1, 255]])
     pred = np.array([[0, 1, 0], [1, 0, 1]])
@@ -103,14 +104,14 @@ def test_ignore_pixels_count_nowhere():
     assert agreement(pred, np.where(true == 255, 3, pred), true) == 1.0  # ignored pixels never disagree
     weights = pixel_class_weights("balanced", true, ["a", "b"])
     assert weights[0] == pytest.approx(4 / (2 * 1)) and weights[1] == pytest.approx(4 / (2 * 3))
-    y, w = _targets(true, weights)
+    y, w = onehot_targets(true, weights)
     assert np.asarray(w)[true == 255].tolist() == [0.0, 0.0] and np.asarray(w)[0, 0] == pytest.approx(2.0)
 
 
 def test_paired_augmentation_keeps_image_and_mask_aligned():
-    from training.augment import AugmentConfig
-    from training.data import DatasetInfo
-    from training.segaugment import make_seg_augmenter
+    from cnnkeras.training.augment.batched import AugmentConfig
+    from cnnkeras.training.augment.paired import make_seg_augmenter
+    from cnnkeras.training.data.arrays import DatasetInfo
 
     rng = np.random.default_rng(1)
     masks = np.zeros((8, 32, 32), np.int32)

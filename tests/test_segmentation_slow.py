@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import training
+from cnnkeras import training
 from cnnkeras._keras import keras
-from training import TrainConfig
-from training import callbacks as cb
+from cnnkeras.training import TrainConfig
+from cnnkeras.training import callbacks as cb
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def seg_run(tmp_path_factory):
 
 
 def test_every_format_is_proven_on_mean_iou(seg_run):
-    from export import export_run
+    from cnnkeras.export import export_run
 
     report = export_run(seg_run, formats=ALL_FORMATS, overwrite=True, latency_runs=3)
     rows = {a["format"]: a for a in report["artifacts"]}
@@ -46,12 +46,12 @@ def test_every_format_is_proven_on_mean_iou(seg_run):
 
 
 def test_predict_through_every_artifact_kind(seg_run, tmp_path):
-    from export import load_predictor
-    from export.segpredict import write_masks
+    from cnnkeras.export import load_predictor
+    from cnnkeras.export.segpredict import write_masks
 
     export_dir = seg_run / "export"
     if not (export_dir / "micro").is_dir():
-        from export import export_run
+        from cnnkeras.export import export_run
 
         export_run(seg_run, overwrite=True, latency_runs=3)
     split, info = training.run_data(seg_run)

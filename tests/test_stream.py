@@ -1,4 +1,4 @@
-"""Streamed folder datasets (training.stream): the same splits, pixels and batches as the in-memory path."""
+"""Streamed folder datasets (cnnkeras.training.data.stream): the same splits, pixels and batches as the in-memory path."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import training.stream as stream_mod
-from training import DataError, load_arrays
-from training.augment import make_augmenter, resolve_augment
-from training.data import make_eval_dataset, make_train_dataset
+import cnnkeras.training.data.stream as stream_mod
+from cnnkeras.training import DataError, load_arrays
+from cnnkeras.training.augment.batched import make_augmenter, resolve_augment
+from cnnkeras.training.data.pipeline import make_eval_dataset, make_train_dataset
 
 
 def make_folder(root, classes=("cat", "dog", "fox"), per_class=12, seed=0):
@@ -102,12 +102,12 @@ def test_mixed_modes_without_channels_fail_the_same_way_when_streamed(tmp_path):
 
 def test_automatic_streaming_above_the_memory_threshold_logs_why(tmp_path, monkeypatch, caplog):
     root = make_folder(tmp_path / "d", per_class=6)
-    with caplog.at_level(logging.INFO, logger="training.stream"):
+    with caplog.at_level(logging.INFO, logger="cnnkeras.training.data.stream"):
         _, info = load_arrays(f"folder:{root}", image_size="8x8", channels=3)
     assert not info.streamed  # a few KiB: far below a quarter of the available memory
     assert stream_mod.stream_threshold() > 10_000_000
     monkeypatch.setattr(stream_mod, "stream_threshold", lambda: 1000)  # 36 images x 8x8x3 = 6912 bytes
-    with caplog.at_level(logging.INFO, logger="training.stream"):
+    with caplog.at_level(logging.INFO, logger="cnnkeras.training.data.stream"):
         _, info = load_arrays(f"folder:{root}", image_size="8x8", channels=3)
     assert info.streamed
     assert any("exceed" in r.getMessage() and "streaming" in r.getMessage() for r in caplog.records)
@@ -116,7 +116,7 @@ def test_automatic_streaming_above_the_memory_threshold_logs_why(tmp_path, monke
 
 
 def test_estimate_without_image_size_reads_the_first_header(tmp_path):
-    from training.images import list_folder
+    from cnnkeras.training.data.folders import list_folder
 
     root = make_folder(tmp_path / "d", per_class=4)
     listing = list_folder(root)

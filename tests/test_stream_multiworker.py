@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_stream import make_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,8 +19,8 @@ import json, sys
 import numpy as np
 from cnnkeras._keras import keras, tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-import training.stream as sm
-from training.data import load_arrays, make_train_dataset, steps_per_epoch
+import cnnkeras.training.data.stream as sm
+from cnnkeras.training.data.splits import load_arrays, make_train_dataset, steps_per_epoch
 batches, real = [], sm.FileImages.decode
 def spy(self, idx):
     batches.append([int(i) for i in np.asarray(idx).reshape(-1)])

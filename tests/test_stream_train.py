@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
-import training
-import training.stream as stream_mod
 from test_stream import make_folder
-from training import TrainConfig
+
+import cnnkeras.training.data.stream as stream_mod
+from cnnkeras import training
+from cnnkeras.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_streamed_run_reaches_exactly_the_in_memory_accuracy(runs):
 
 
 def test_resume_and_run_data_of_a_streamed_run_stream(runs):
-    from training.resume import resume_config
+    from cnnkeras.training.run.resume import resume_config
 
     out, _ = runs
     resumed, _ = resume_config(TrainConfig(resume=str(out[True]), epochs=3), announce=False)
@@ -65,7 +65,7 @@ def test_resume_and_run_data_of_a_streamed_run_stream(runs):
 
 
 def test_export_of_a_streamed_run_verifies_batch_by_batch(runs, monkeypatch):
-    from export import export_run
+    from cnnkeras.export import export_run
 
     out, _ = runs
     sizes = []

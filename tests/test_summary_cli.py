@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import cnnkeras
-from cnnkeras.cli import register, run_main
+from cnnkeras.common.cli import run_main
+from cnnkeras.summary_cli import register
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "specs" / "tiny.yaml"
 
@@ -104,7 +105,7 @@ def test_cli_bad_spec_file_exits_2(tmp_path, capsys):
 
 
 def test_cli_stderr_has_no_tensorflow_start_up_noise():
-    # TF's C++ start-up lines bypass TF_CPP_MIN_LOG_LEVEL; cnnkeras.native_stderr filters them.
+    # TF's C++ start-up lines bypass TF_CPP_MIN_LOG_LEVEL; cnnkeras.common.native_stderr filters them.
     env = {k: v for k, v in os.environ.items() if k not in ("CNNKERAS_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL")}
     done = subprocess.run([sys.executable, "-m", "cnnkeras", "summary", "lenet5", "--input-shape", "32,32,1"],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -114,9 +115,9 @@ def test_cli_stderr_has_no_tensorflow_start_up_noise():
 
 
 def test_start_up_filter_keeps_every_other_line(capfd, caplog):
-    from cnnkeras.native_stderr import filtered_native_stderr
+    from cnnkeras.common.native_stderr import filtered_native_stderr
 
-    with caplog.at_level(logging.DEBUG, logger="cnnkeras.native_stderr"):
+    with caplog.at_level(logging.DEBUG, logger="cnnkeras.common.native_stderr"):
         with pytest.raises(RuntimeError, match="boom"), filtered_native_stderr():
             os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
                         b"I0000 00:00:1.0 9 cudart_stub.cc:31] Could not find cuda drivers on your machine\n"

@@ -1,4 +1,4 @@
-"""training.train: a real digits run, exact resume, determinism, mixed precision, run-directory rules."""
+"""cnnkeras.training.trainer: a real digits run, exact resume, determinism, mixed precision, run-directory rules."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-import training
+from cnnkeras import training
 from cnnkeras._keras import keras
-from training import DataError, TrainConfig, TrainingError, load_arrays
-from training import callbacks as cb
-from training.cli import main
+from cnnkeras.main import main
+from cnnkeras.training import DataError, TrainConfig, TrainingError, load_arrays
+from cnnkeras.training import callbacks as cb
 
 SMALL = dict(data="digits", model="simple_cnn", model_args={"filters": 8, "units": 32}, batch_size=64, verbose=0,
              tensorboard=False)
@@ -122,7 +122,7 @@ def test_output_directory_rules(tmp_path):
 def test_disk_full_leaves_an_incomplete_run(tmp_path, monkeypatch):
     import importlib
 
-    train_mod = importlib.import_module("training.train")  # the module (training.train is also the function)
+    train_mod = importlib.import_module("cnnkeras.training.trainer")  # the module (cnnkeras.training.trainer is also the function)
 
     real = train_mod.atomic_write_json
 

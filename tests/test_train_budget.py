@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-import training
+from cnnkeras import training
 from cnnkeras._keras import keras
-from training import TrainConfig
-from training.batchnorm import fit_momentum, image_batches, recompute_statistics
-from training.evaluate import chance_warnings
-from training.samples import write_digits_folder
+from cnnkeras.training import TrainConfig
+from cnnkeras.training.batchnorm import fit_momentum, image_batches, recompute_statistics
+from cnnkeras.training.data.samples import write_digits_folder
+from cnnkeras.training.tasks.classification import chance_warnings
 
 QUIET = dict(verbose=0, tensorboard=False)
 
@@ -116,7 +116,7 @@ def test_a_run_at_chance_records_the_warning(tmp_path):
 
 
 def test_outputs_number_epochs_from_one_and_name_their_losses(tmp_path, capsys):
-    from training.cli import main
+    from cnnkeras.main import main
 
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--model", "lean_cnn", "--epochs", "3", "--out", str(out),

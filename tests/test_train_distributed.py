@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "training", "train", "--data", "digits", "--model", "simple_cnn", "--model-args",
+TRAIN = [sys.executable, "-m", "cnnkeras", "train", "--data", "digits", "--model", "simple_cnn", "--model-args",
          '{"filters": 8, "units": 32}', "--epochs", "2", "--batch-size", "64", "--keras-verbose", "0",
          "--no-tensorboard"]
 

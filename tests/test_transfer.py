@@ -14,9 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnkeras._keras import keras, layers
-from cnnkeras.backbones import (BACKBONES, WeightsError, build_backbone_model, is_head_layer, list_backbones,
-                                model_for_name, parse_backbone_name)
+from cnnkeras._keras import keras
+from cnnkeras.backbones import (
+    BACKBONES,
+    WeightsError,
+    build_backbone_model,
+    is_head_layer,
+    list_backbones,
+    model_for_name,
+    parse_backbone_name,
+)
 from cnnkeras.errors import SpecError
 
 AUTO_NAME = re.compile(r"^(tf\.|re_lu|multiply|add|rescaling|normalization|activation|concatenate)(_\d+)?")
@@ -117,9 +124,9 @@ def test_cli_offline_weights_exit_2_without_traceback(tmp_path, monkeypatch, cap
 def test_resolve_transfer_defaults_and_conflicts():
     import dataclasses
 
-    from training.config import TrainConfig
-    from training.errors import TrainingError
-    from training.finetune import resolve_transfer
+    from cnnkeras.training.config import TrainConfig
+    from cnnkeras.training.errors import TrainingError
+    from cnnkeras.training.transfer.setup import resolve_transfer
 
     base = TrainConfig(epochs=10)
     cfg = resolve_transfer(dataclasses.replace(base, backbone="mobilenet_v2"))
@@ -146,7 +153,7 @@ def _save_run(tmp_path: Path, model: keras.Model, train: dict) -> Path:
 
 
 def test_init_from_backbone_run_reuses_body_new_head_any_size_and_channels(tmp_path):
-    from training.finetune import model_from_run
+    from cnnkeras.training.transfer.model import model_from_run
 
     keras.utils.set_random_seed(1)
     src = build_backbone_model("mobilenet", (32, 32, 3), 5, weights=None)
@@ -160,8 +167,8 @@ def test_init_from_backbone_run_reuses_body_new_head_any_size_and_channels(tmp_p
 
 def test_init_from_zoo_run_and_mismatch_errors(tmp_path):
     import cnnkeras
-    from training.errors import TrainingError
-    from training.finetune import model_from_run
+    from cnnkeras.training.errors import TrainingError
+    from cnnkeras.training.transfer.model import model_from_run
 
     src = cnnkeras.create_model("resnet8", (32, 32, 3), 5)
     run = _save_run(tmp_path, src, {"model": "resnet8"})
@@ -178,9 +185,8 @@ def test_init_from_zoo_run_and_mismatch_errors(tmp_path):
 
 def test_frozen_backbone_bn_stays_in_inference_mode_during_fit():
     """The classic pitfall: BN of a pretrained body must not switch to batch statistics in fit."""
-    from training.finetune import freeze_batchnorm, set_phase
-
-    from training.batchnorm import recompute_statistics
+    from cnnkeras.training.batchnorm import recompute_statistics
+    from cnnkeras.training.transfer.phases import freeze_batchnorm, set_phase
 
     keras.utils.set_random_seed(0)
     model = build_backbone_model("mobilenet", (32, 32, 3), 3, weights=None)
@@ -201,7 +207,7 @@ def test_frozen_backbone_bn_stays_in_inference_mode_during_fit():
 
 
 def test_phase_schedule_lowers_the_rate_after_the_head_phase():
-    from training.finetune import PhaseSchedule
+    from cnnkeras.training.transfer.phases import PhaseSchedule
 
     sched = PhaseSchedule(keras.optimizers.schedules.PiecewiseConstantDecay([1000], [1.0, 1.0]), 10, 0.1)
     assert float(sched(9)) == pytest.approx(1.0) and float(sched(10)) == pytest.approx(0.1)

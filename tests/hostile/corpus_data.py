@@ -8,7 +8,6 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-
 from bad_files import array_npy, cifar_batch, malicious_pickle, npy_bytes, npz_of, object_npy
 from corpus import TRAIN_FAST, Case
 from fixtures import good_images

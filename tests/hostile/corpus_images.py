@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from bad_files import bmp_header, gif_header, png_header
 from corpus import TRAIN_FAST, Case
 from fixtures import png_bytes, write_folder

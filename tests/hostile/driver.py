@@ -1,6 +1,6 @@
 """Run hostile corpus cases in one process through the real ``cnnkeras`` CLI entry point.
 
-Each case calls ``export.cli.main(argv)`` (the full ``cnnkeras`` command, what ``python -m export``
+Each case calls ``cnnkeras.main.main(argv)`` (the full ``cnnkeras`` command, what ``python -m cnnkeras``
 and ``python -m cnnkeras`` run) with stdout/stderr captured, in its own working folder, under an
 alarm. One JSON line per case goes to ``--results`` (a ``started`` line first, so a case that kills
 the process is still named). Starting TensorFlow costs seconds per process; running the cases
@@ -87,8 +87,9 @@ def reason(err: str, out: str = "") -> str | None:
 
 def run_case(case: Case, fixtures: dict, work: Path, digest_before: dict, fixtures_dir: Path) -> dict:
     """Run one case in-process and describe the outcome."""
-    from export.cli import main
     from fixtures import digest
+
+    from cnnkeras.main import main
 
     d = work / case.id.replace("/", "__")
     shutil.rmtree(d, ignore_errors=True)

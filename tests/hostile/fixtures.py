@@ -72,7 +72,7 @@ def build(base: Path, run_dir: bool = True) -> dict[str, Path]:
     Returns:
         Name -> path of each fixture.
     """
-    from export.exporter import Data, export_model
+    from cnnkeras.export.exporter import Data, export_model
 
     base.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -97,7 +97,7 @@ def build(base: Path, run_dir: bool = True) -> dict[str, Path]:
     paths["tflite_int8"] = next(p for p in ex.glob("*.tflite") if "int8" in p.name)
     paths["micro"] = next(p for p in ex.iterdir() if p.is_dir() and (p / "micro.json").is_file())
     if run_dir:
-        from export.cli import main
+        from cnnkeras.main import main
 
         code = main(["train", "--data", f"npz:{paths['npz']}", "--epochs", "1", "--batch-size", "8",
                      "--out", str(base / "run"), "--no-tensorboard", "--keras-verbose", "0"])

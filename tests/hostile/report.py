@@ -53,9 +53,10 @@ GUARANTEES = [
 
 
 def _limits() -> list[tuple[str, str]]:
-    from cnnkeras import safe_load, sizing, spec, spec_layers
-    from export.exporter import COUNT_RANGES
-    from training.datasets import MAX_CLASSES
+    from cnnkeras import sizing, spec, spec_layers
+    from cnnkeras.common import safe_load
+    from cnnkeras.export.exporter import COUNT_RANGES
+    from cnnkeras.training.data.sources import MAX_CLASSES
 
     rows = [
         ("image pixels (width x height), before decoding", f"{safe_load.DEFAULT_MAX_IMAGE_PIXELS:,} "

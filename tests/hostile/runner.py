@@ -2,7 +2,7 @@
 
 A driver that dies (a signal, an abort in native code) or stops answering leaves a ``started`` line
 for the case it was running: that case is recorded as ``signal_N`` / ``hang`` and a fresh driver
-goes on with the rest. :func:`subprocess_sample` runs chosen cases as real ``python -m export``
+goes on with the rest. :func:`subprocess_sample` runs chosen cases as real ``python -m cnnkeras``
 processes to prove the exit codes the in-process driver reports.
 """
 
@@ -89,7 +89,7 @@ def _category(case_id: str) -> str:
 
 
 def subprocess_sample(case_ids: list[str], fixtures: dict, work: Path, timeout: float = 120) -> list[dict]:
-    """Run cases as real ``python -m export`` processes: exit code, stderr, and no traceback."""
+    """Run cases as real ``python -m cnnkeras`` processes: exit code, stderr, and no traceback."""
     sys.path.insert(0, str(HERE))
     from corpus import cases
     from driver import classify, reason
@@ -104,7 +104,7 @@ def subprocess_sample(case_ids: list[str], fixtures: dict, work: Path, timeout: 
         env = _env()
         env.update({k: v.replace("{case}", str(d)) for k, v in case.env.items()})
         try:
-            proc = subprocess.run([PYTHON, "-m", "export", *argv], cwd=d, env=env, capture_output=True, text=True,
+            proc = subprocess.run([PYTHON, "-m", "cnnkeras", *argv], cwd=d, env=env, capture_output=True, text=True,
                                   timeout=timeout)
             code, err = proc.returncode, proc.stderr
         except subprocess.TimeoutExpired:

@@ -1,0 +1,191 @@
+"""``cnnkeras export``, ``cnnkeras predict`` and ``cnnkeras check`` (the command is composed in :mod:`cnnkeras.main`).
+
+The export flags are derived from :class:`cnnkeras.export.options.ExportOptions` (:mod:`cnnkeras.common.cliargs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cnnkeras.common.cliargs import Flag, add_dataclass_arguments, collect
+from cnnkeras.export.errors import ExportError
+from cnnkeras.export.formats import FORMATS
+
+log = logging.getLogger(__name__)
+
+
+# What ExportOptions' annotations cannot say. A new ExportOptions field is a new flag with no edit here.
+EXPORT_FLAGS: dict[str, Flag] = {
+    "formats": Flag(nargs="+", choices=list(FORMATS), metavar="FORMAT",
+                    help=f"formats to write (default: the defaults). Choices: {', '.join(FORMATS)}"),
+    "out": Flag(metavar="DIR"),
+    "calibration_samples": Flag(metavar="N"),
+    "qat_epochs": Flag(metavar="N"),
+    "prune": Flag(metavar="SPARSITY"),
+    "cluster": Flag(metavar="K"),
+    "keep_float": Flag(nargs="+", metavar="LAYER"),
+    "int8_io": Flag(choices=["int8", "uint8"]),
+    "latency_runs": Flag(metavar="N"),
+    "micro": Flag(help="include the TFLite-Micro package with the default formats (default: yes)"),
+}
+
+
+def export_out(run_dir: str | Path, out: str | None) -> Path:
+    """The export folder of a run: ``--out`` or ``RUN_DIR/export``."""
+    return Path(out) if out else Path(run_dir) / "export"
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    from cnnkeras.export.options import ExportOptions
+
+    values, _ = collect(args, ExportOptions, EXPORT_FLAGS)
+    options = ExportOptions(**values)
+    out = export_out(args.run_dir, options.out)
+    if out.exists() and not options.overwrite:  # before any data is read (a folder dataset can take minutes)
+        raise ExportError(f"{out}: the export folder exists. Pass --overwrite to replace it, or choose another --out.")
+    from cnnkeras.export.errors import ExportCheckFailed
+    from cnnkeras.export.exporter import export_run
+    from cnnkeras.export.verify import summary_line, table
+
+    try:
+        report = export_run(args.run_dir, **options.run_kwargs())
+    except ExportCheckFailed as exc:  # --strict: the folder and report are written; exit 3 for CI
+        report = exc.report
+    print(table(report))
+    print(f"\nreport: {out / 'report.md'}")
+    if report["failed"]:
+        print(f"cnnkeras export: CHECKS FAILED: {summary_line(report)} (reasons in {out / 'report.md'})"
+              + ("" if options.strict else "; the export completed (pass --strict to exit 3 on failures)"),
+              file=sys.stderr)
+        return 3 if options.strict else 0
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for ``--top-k``: an integer of at least 1 (else a usage error, exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (the number of classes shown per image). "
+                                         f"Received: {value}")
+    return value
+
+
+def resolve_artifact(path: str | Path, fmt: str | None) -> Path:
+    """The artifact ``predict`` runs: a file/folder as given, or from a run directory.
+
+    Args:
+        path: An artifact, a run directory (its ``model.keras``) or an export folder.
+        fmt: A format name (``--format``): that artifact of the run's ``export/`` folder.
+
+    Returns:
+        The artifact path.
+
+    Raises:
+        ExportError: The run has no such artifact (with the formats it has).
+    """
+    path = Path(path)
+    is_run = path.is_dir() and (path / "config.json").is_file() and not (path / "saved_model.pb").is_file()
+    is_export = path.is_dir() and (path / "metadata.json").is_file()
+    if fmt is None:
+        if is_run:
+            if not (path / "model.keras").is_file():
+                raise ExportError(f"{path}: the run has no model.keras (training did not finish). Finish it: "
+                                  f"cnnkeras train --resume {path}")
+            return path / "model.keras"
+        if is_export:
+            raise ExportError(f"{path} is an export folder: pass --format FORMAT or one artifact inside it.")
+        return path
+    folder = path / "export" if is_run else path
+    if not (is_run or is_export):
+        raise ExportError(f"--format needs a run directory or its export folder. Received: {path}")
+    target = folder / FORMATS[fmt].filename
+    if not target.exists():
+        have = [name for name, f in FORMATS.items() if (folder / f.filename).exists()]
+        hint = (f"it has: {', '.join(have)}" if have else
+                f"export it first: cnnkeras export {path} --formats {fmt}")
+        raise ExportError(f"{folder} has no {fmt} artifact ({FORMATS[fmt].filename}); {hint}.")
+    return target
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    from cnnkeras.export.predict import load_images, rank
+    from cnnkeras.export.runtime import load_predictor
+
+    predictor = load_predictor(resolve_artifact(args.artifact, args.format), verify=not args.no_verify)
+    probs = predictor.predict(load_images(args.images, predictor.input_shape))
+    if probs.ndim == 4:  # a class per pixel: masks + overlays (cnnkeras.export.segpredict)
+        from cnnkeras.export.segpredict import format_shares, write_masks
+
+        results = write_masks(args.images, probs, predictor.class_names, args.out)
+        print(json.dumps(results, indent=2) if args.json else "\n".join(map(format_shares, results)))
+        return 0
+    results = rank(args.images, probs, predictor.class_names, args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['image']}: " + ", ".join(f"{t['class']} {t['score']:.3f}" for t in r["top"]))
+    return 0
+
+
+def _check_command(args: argparse.Namespace) -> int:
+    from cnnkeras.common.cli import parse_shape
+    from cnnkeras.export.check import build_for_check, check_model, format_check
+
+    model = build_for_check(args.model, parse_shape(args.input_shape) if args.input_shape else None, args.num_classes,
+                            verify=not args.no_verify, alpha=getattr(args, "alpha", None))
+    result = check_model(model, args.target)
+    print(json.dumps(result, indent=2) if args.json else format_check(result))
+    return 0 if result["ok"] else 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export``, ``predict`` and ``check`` subcommands.
+
+    Args:
+        subparsers: The top-level parser's subparsers object.
+    """
+    from cnnkeras.export.options import ExportOptions
+
+    p = subparsers.add_parser("export", help="export a training run to every format and verify each artifact",
+                              description="Write SavedModel/Keras/TFLite/TFLite-Micro artifacts with metadata.json "
+                                          "and a verification report (report.json, report.md).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory from `cnnkeras train`")
+    add_dataclass_arguments(p, ExportOptions, EXPORT_FLAGS)
+    p.set_defaults(func=_export_command)
+
+    p = subparsers.add_parser("predict", help="top-k classes of images with a run's model or any exported artifact",
+                              description="Classify images with a run directory's model.keras (or, with --format, "
+                                          "an artifact of its export/ folder) or any artifact file/folder.")
+    p.add_argument("artifact", metavar="RUN_DIR|ARTIFACT",
+                   help="a run directory, an export folder (with --format), .keras, .tflite, SavedModel or micro folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--format", choices=list(FORMATS), metavar="FORMAT",
+                   help=f"run the run's exported artifact of this format instead of model.keras: {', '.join(FORMATS)}")
+    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                   help="classes shown per image, best first (default 3; at most the number of classes)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="segmentation models: folder for <stem>_mask.png (class ids) and <stem>_overlay.png")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check against metadata.json beside the artifact (structure is still checked)")
+    p.set_defaults(func=_predict_command)
+
+    p = subparsers.add_parser("check", help="will this model export? (before training)")
+    p.add_argument("model", metavar="MODEL|SPEC", help="zoo name, backbone (e.g. mobilenet_v2), YAML/JSON spec or .keras file")
+    p.add_argument("--target", default="tflite-int8", choices=["tflite", "tflite-int8", "tflm", "qat"])
+    p.add_argument("--input-shape", metavar="H,W,C")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier of a backbone (mobilenet, mobilenet_v2, "
+                   "mobilenet_v3_*; default input 96,96,3)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check of a .keras file against metadata.json beside it")
+    p.set_defaults(func=_check_command)

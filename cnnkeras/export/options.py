@@ -1,0 +1,60 @@
+"""``ExportOptions``: every option of :func:`cnnkeras.export.exporter.export_run`, the source of the export CLI's flags.
+
+``cnnkeras export`` derives one flag per field (:mod:`cnnkeras.common.cliargs`; help from the docstring
+below or ``metadata["help"]``) and passes every field to ``export_run`` by name, so an option added
+here is a flag and an argument at once. A field that only the CLI uses carries
+``metadata={"cli_only": True}`` (and is not passed to ``export_run``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``cnnkeras export`` / ``export_run``.
+
+    Attributes:
+        formats: Formats to write (default: the default set).
+        out: Export folder (default RUN_DIR/export).
+        calibration_samples: Training images used to calibrate int8.
+        qat_epochs: Fine-tuning epochs for QAT/pruning/clustering.
+        fine_tune_augment: Fine-tune QAT/pruning/clustering with the run's augmentation (default: plain
+            images; try it with many --qat-epochs).
+        prune: Add tflite_pruned_int8 at this sparsity, e.g. 0.5.
+        prune_2_4: 2:4 structured pruning (adds tflite_pruned_int8).
+        cluster: Add tflite_clustered_int8 with K clusters.
+        micro: Include the TFLite-Micro package with the default formats.
+        keep_float: Also write model_int8_selective.tflite with these layers left in float.
+        int8_io: Input/output type of the full-integer .tflite files (the micro package is always int8).
+        latency_runs: Timed single-image runs per artifact.
+        overwrite: Replace an existing export folder.
+        strict: Exit with code 3 when any artifact fails its checks (for CI); without it a failure is
+            reported loudly and the export still completes.
+    """
+
+    formats: list[str] | None = None
+    out: str | None = None
+    calibration_samples: int = 200
+    qat_epochs: int = 2
+    fine_tune_augment: bool = False
+    prune: float | None = None
+    prune_2_4: bool = False
+    cluster: int | None = None
+    micro: bool = True
+    keep_float: list[str] | None = None
+    int8_io: str = "int8"
+    latency_runs: int = 50
+    overwrite: bool = False
+    strict: bool = False
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``export_run`` (fields marked ``cli_only`` left out).
+
+        Returns:
+            ``{field: value}``.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("cli_only")}

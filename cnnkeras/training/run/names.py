@@ -1,0 +1,15 @@
+"""The names of the files in a run directory: the one place that knows them."""
+
+CONFIG = "config.json"            # every setting of the run (enough to reproduce it)
+MODEL = "model.keras"             # the final model
+METRICS = "metrics.json"          # test metrics of the final model
+HISTORY = "history.csv"           # one row per epoch
+LABELS = "labels.txt"             # class names, one per line
+CHECKPOINTS = "checkpoints"       # per-epoch state for --resume
+CURVES_PNG = "curves.png"
+CONFUSION_PNG = "confusion_matrix.png"
+PREDICTIONS_PNG = "predictions.png"
+EXPORT = "export"                 # the default export folder inside the run
+METADATA = "metadata.json"        # written beside every exported artifact
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"

@@ -1,0 +1,64 @@
+"""What differs between the tasks, in one place: classification (a label per image) and segmentation
+(a class id per pixel, ``dense_map`` heads).
+
+:func:`for_info` picks the task from :attr:`cnnkeras.training.data.arrays.DatasetInfo.task`; :mod:`cnnkeras.training.trainer` calls
+the same steps for both: head check, class weights, augmentation, loss and metrics, pipelines,
+test metrics, plots and the closing log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cnnkeras.training.tasks.classification import Classification
+from cnnkeras.training.tasks.segmentation import Segmentation
+
+logger = logging.getLogger(__name__)
+
+
+TASKS = ("classification", "segmentation")
+
+
+def for_info(info: Any) -> Classification:
+    """The task of a dataset.
+
+    Args:
+        info: A :class:`cnnkeras.training.data.arrays.DatasetInfo`.
+
+    Returns:
+        :class:`Classification` or :class:`Segmentation`.
+    """
+    return Segmentation() if getattr(info, "task", "classification") == "segmentation" else Classification()
+
+
+def result_line(metrics: dict[str, Any], run_dir: Any) -> str:
+    """The one line ``cnnkeras train`` prints at the end, from ``metrics.json``.
+
+    Args:
+        metrics: The run's metrics.
+        run_dir: The run directory.
+
+    Returns:
+        The line.
+    """
+    if task_of_record(metrics) == "segmentation":
+        return (f"test mean IoU {metrics['test_mean_iou']:.2%} (pixel accuracy {metrics['test_pixel_accuracy']:.2%}, "
+                f"loss {metrics['test_loss']:.4f}) on {metrics['test_examples']} test images -> {run_dir}")
+    k = metrics["top_k"]
+    return (f"test accuracy {metrics['test_accuracy']:.2%} (top-{k} {metrics[f'test_top{k}_accuracy']:.2%}, "
+            f"loss {metrics['test_loss']:.4f}) on {metrics['test_examples']} test images -> {run_dir}")
+
+
+def task_of_record(record: dict[str, Any] | None) -> str:
+    """The task named by a ``config.json``/``metrics.json``/``metadata.json`` dict (old runs: classification).
+
+    Args:
+        record: The parsed JSON (or ``None``).
+
+    Returns:
+        ``classification`` or ``segmentation``.
+    """
+    record = record or {}
+    task = record.get("task") or (record.get("dataset") or {}).get("task") or "classification"
+    return task if task in TASKS else "classification"

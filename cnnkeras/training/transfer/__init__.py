@@ -1,0 +1,3 @@
+"""Transfer learning: resolve the backbone and weights, build the model on a pretrained body, fine-tune in
+two phases.
+"""
