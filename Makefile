@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-all bench guide clean reliability
+.PHONY: install demo test test-unit test-slow test-all lint bench guide clean reliability
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ demo: $(STAMP)
 # Fast suite (< 20 min on 2 cores). pytest exit 5 ("no tests ran") fails the target.
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
+
+# Quick unit lane (no training run, no conversion): spec, sizing, config, formats, CLI parsing, metrics, layout.
+test-unit: $(STAMP)
+	$(PY) -m pytest -m unit -q
+
+# Unused / undefined / redefined names, import order, broad excepts (rules in pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q

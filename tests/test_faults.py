@@ -80,7 +80,7 @@ def run_copy(finished, tmp_path):
 
 def _holder(folder: Path, shared: bool = False) -> subprocess.Popen:
     """Another process (no TensorFlow) holding ``folder``'s lock until its stdin closes."""
-    code = ("import sys; from cnnkeras import locks\n"
+    code = ("import sys; from cnnkeras.common import locks\n"
             f"with locks.hold({str(folder)!r}, 'test-holder', shared={shared}):\n"
             "    print('held', flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -113,7 +113,7 @@ def test_two_readers_share_and_a_killed_holder_frees_its_lock(tmp_path):
     with locks.hold(tmp_path / "run", "t", shared=True):
         pass
     reader.communicate("")
-    code = ("import os, signal; from cnnkeras import locks\n"
+    code = ("import os, signal; from cnnkeras.common import locks\n"
             f"with locks.hold({str(tmp_path / 'run')!r}, 'doomed'):\n    os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == -signal.SIGKILL
     assert (tmp_path / ".run.lock").is_file()  # left behind by kill -9 ...

@@ -119,7 +119,7 @@ def test_predict_metadata_class_names_win_and_mismatched_labels_fall_back(run_mo
     (meta / "metadata.json").write_text(json.dumps({"class_names": ["a", "b", "c"]}))
     assert load_predictor(meta / "model.keras").class_names == ["a", "b", "c"]
     probs = np.array([[0.2, 0.5, 0.3]], np.float32)
-    with caplog.at_level("WARNING", logger="export"):
+    with caplog.at_level("WARNING", logger="cnnkeras.export"):
         result = rank(["i.png"], probs, ["only", "two"], 2)
     assert [t["class"] for t in result[0]["top"]] == ["1", "2"]
     assert "2 names" in caplog.text and "labels.txt" in caplog.text
@@ -169,7 +169,7 @@ def test_predict_top_k_above_classes_is_capped_with_a_note(run_model, tmp_path, 
     from cnnkeras.main import main
 
     img = _png(tmp_path / "a.png", (8, 8))
-    with caplog.at_level("INFO", logger="export"):
+    with caplog.at_level("INFO", logger="cnnkeras.export"):
         assert main(["predict", str(run_model), str(img), "--top-k", "10"]) == 0
     assert capsys.readouterr().out.count(",") == 2  # all 3 classes
     assert "--top-k 10 is more than the model's 3 classes" in caplog.text
@@ -187,7 +187,7 @@ def test_predict_logs_each_distinct_conversion_once(run_model, tmp_path, capsys,
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.full((8, 8, 4), 200, np.uint8), "RGBA").save(rgba)
     images = [rgb_big, rgb_big2, square, exact, rgba]
-    with caplog.at_level("INFO", logger="export"):
+    with caplog.at_level("INFO", logger="cnnkeras.export"):
         assert main(["predict", str(run_model), *map(str, images)]) == 0
     out = capsys.readouterr().out
     lines = [r.getMessage() for r in caplog.records if r.name == "cnnkeras.export.predict"]
