@@ -24,7 +24,7 @@ from benchmarks_md import cpu_description, write_section  # noqa: E402  (this fo
 from cnnkeras._keras import keras  # noqa: E402
 from cnnkeras.export import convert  # noqa: E402
 from cnnkeras.export.formats import FORMATS  # noqa: E402
-from cnnkeras.export.runtime import TFLitePredictor  # noqa: E402
+from cnnkeras.export.litert import TFLitePredictor  # noqa: E402
 
 RECIPES = ["tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8"]
 
@@ -34,7 +34,7 @@ def _models() -> list[tuple[str, keras.Model]]:
 
     demo = ROOT / "saved_models" / "demo" / "model.keras"
     if demo.is_file():
-        from cnnkeras.export.runtime import load_keras_model
+        from cnnkeras.export.keras_runtime import load_keras_model
 
         demo_model, demo_name = load_keras_model(demo), "demo (saved_models/demo)"
     else:

@@ -2,11 +2,11 @@
 
 Two generated data sets (``shapes-seg``: 1-3 filled shapes on noisy flat backgrounds; ``stripes-seg``:
 the same shapes on striped backgrounds with lower contrast), 32x32, the same seeded split for both
-contenders and the same number of epochs. cnnkeras trains with ``cnnkeras.training.trainer`` exactly as
+contenders and the same number of epochs. cnnkeras trains with ``cnnkeras.training.train`` exactly as
 ``cnnkeras train --data NAME --epochs E`` does (default model ``unet_tiny``, default recipe and
 augmentation). The reference is the textbook Keras FCN: Conv-ReLU x2, max-pool, Conv-ReLU x2,
 nearest up-sampling, Conv-ReLU, 1x1 Conv softmax; Adam 1e-3, sparse cross-entropy, batch 32, no
-augmentation. Both models then go through the same proof (``export.export_model``: full-integer
+augmentation. Both models then go through the same proof (``cnnkeras.export.export_model``: full-integer
 int8 on LiteRT and the TFLM package): float and int8 test mean IoU, training wall time, params,
 MACs per image and the measured TFLM arena.
 
@@ -52,7 +52,8 @@ def reference_fcn(input_shape, num_classes):
 
 def _proof(model, split, class_names, out: Path) -> dict:
     """Float + int8 mean IoU and the TFLM arena, from the same exporter cnnkeras uses."""
-    from cnnkeras.export.exporter import Data, export_model
+    from cnnkeras.export.exporter import export_model
+    from cnnkeras.export.inputs import Data
 
     data = Data(split.train[0], split.train[1], split.test[0], split.test[1], list(class_names))
     report = export_model(model, data, out=out, formats=["keras", "tflite_int8", "micro"], overwrite=True,
@@ -63,9 +64,9 @@ def _proof(model, split, class_names, out: Path) -> dict:
 
 
 def run_cnnkeras(source: str, epochs: int, out: Path) -> dict:
-    """Train the default recipe with ``cnnkeras.training.trainer`` and prove it."""
+    """Train the default recipe with ``cnnkeras.training.train`` and prove it."""
     import cnnkeras
-    from cnnkeras.training import trainer as train
+    from cnnkeras.training import train
     from cnnkeras.training.config import TrainConfig
     from cnnkeras.training.run.record import run_data
     from cnnkeras.training.run.rundir import load_run_model

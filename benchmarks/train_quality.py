@@ -5,7 +5,7 @@ and 28x28 with their own train/test split, written by this script; ``mnist``/``c
 in the Keras cache) and each budget (1, 3, 8 epochs and the default), both are trained on the same
 split and scored on the same test images:
 
-- **ours**: ``training.train(TrainConfig(data=..., epochs=E))`` with everything else at its default
+- **ours**: ``cnnkeras.training.train(TrainConfig(data=..., epochs=E))`` with everything else at its default
   (model, augmentation, optimizer, schedule, batch-norm handling), as a user gets it;
 - **reference**: Conv(32, 3, relu) -> MaxPool -> Conv(64, 3, relu) -> MaxPool -> Dense(128, relu) ->
   Dense(classes, softmax) ('same' padding so 8x8 inputs fit), inputs / 255, Adam 1e-3, batch 32, no
@@ -102,8 +102,7 @@ def run_ours(source: str, epochs: int | None, out: Path, glyphs: bool, timer: Ti
     of photos gets them by default, and a mirrored 2 is no 2). Short budgets train without augmentation
     by default anyway, so only the default budget sees the option.
     """
-    from cnnkeras.training import TrainConfig
-    from cnnkeras.training import trainer as train
+    from cnnkeras.training import TrainConfig, train
 
     augment = "default,hflip=0" if glyphs and epochs is None else None
     start = time.perf_counter()
@@ -120,7 +119,7 @@ def run_ours(source: str, epochs: int | None, out: Path, glyphs: bool, timer: Ti
 
 def sources(names: list[str], scratch: Path) -> dict[str, str]:
     """Data set name -> cnnkeras source, writing the PNG folders and skipping uncached Keras data sets."""
-    from cnnkeras.training.data.sources import keras_cache_dir
+    from cnnkeras.training.data.keras_cache import keras_cache_dir
 
     out = {}
     for name in names:

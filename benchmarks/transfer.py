@@ -5,7 +5,7 @@ then each contender trains on a second generated data set, a PNG folder of 4 *ot
 (ring, horizontal bar, vertical bar, diagonal cross; random colours, sizes and positions) at 20 and
 100 images per class. Reported per size: float test accuracy, int8 (full-integer TFLite) test
 accuracy, training wall time, and the TFLM tensor arena of the int8 model. Every row is trained with
-``cnnkeras.training.trainer`` and exported with ``export.export_run`` exactly as the CLI does.
+``cnnkeras.training.train`` and exported with ``cnnkeras.export.export_run`` exactly as the CLI does.
 
 Target (issue 14): the fine-tuned backbone beats the same backbone from scratch at 20 images per class.
 
@@ -89,9 +89,8 @@ def make_target_folder(root: str | Path, per_class: int, *, size: int = 32, test
 
 
 def _run(name: str, out: Path, **config: object) -> dict:
-    from cnnkeras.export.exporter import export_run
-    from cnnkeras.training import TrainConfig
-    from cnnkeras.training import trainer as train
+    from cnnkeras.export.from_run import export_run
+    from cnnkeras.training import TrainConfig, train
 
     run_dir = out / name
     start = time.perf_counter()

@@ -186,7 +186,8 @@ def _weights_fetch(backbone: str) -> Iterator[None]:
         except ValueError as exc:  # the cached file's hash does not match (truncated or foreign file)
             raise WeightsError(f"ImageNet weights for {backbone}: {exc} Delete {target} and {how}.") from None
         except Exception as exc:  # noqa: BLE001 - get_file raises a bare Exception for URL/HTTP errors
-            if not target.is_file():
+            offline = type(exc) is Exception or isinstance(exc, OSError)  # anything else is a bug: propagate
+            if offline and not target.is_file():
                 raise WeightsError(f"ImageNet weights for {backbone} are not in the Keras cache and cannot be "
                                    f"downloaded ({exc}). To use them offline, {how}.") from None
             raise

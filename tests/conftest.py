@@ -15,12 +15,12 @@ def tiny_digits():
     """A small conv/BN/pool/dense classifier trained briefly on digits, with its export ``Data``.
 
     Returns:
-        ``(model, cnnkeras.export.exporter.Data)``: 1400 training and 397 test images, raw 0..255 pixels.
+        ``(model, cnnkeras.export.inputs.Data)``: 1400 training and 397 test images, raw 0..255 pixels.
     """
     from sklearn.datasets import load_digits
 
     from cnnkeras._keras import keras, layers
-    from cnnkeras.export.exporter import Data
+    from cnnkeras.export.inputs import Data
 
     keras.utils.set_random_seed(0)
     d = load_digits()

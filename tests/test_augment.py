@@ -167,3 +167,43 @@ def test_curves_have_integer_epoch_ticks_and_an_honest_loss_title(tmp_path, monk
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+_PLOTS_WITHOUT_PYPLOT = """
+import sys
+from pathlib import Path
+import numpy as np
+import matplotlib
+backend = dict.__getitem__(matplotlib.rcParams, "backend")  # get_backend() would itself load pyplot
+from cnnkeras.training.tasks import plots, seg_plots
+out = Path(sys.argv[1])
+h = {"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [.5, .7], "val_accuracy": [.4, .6],
+     "mean_iou": [.2, .3], "val_mean_iou": [.2, .25], "lr": [1e-3, 1e-4]}
+plots.plot_curves(h, out / "curves.png", best_epoch=2)
+plots.plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ["a", "b"], out / "cm.png")
+x = np.zeros((2, 8, 8, 1), np.float32)
+plots.plot_augment_grid(x, [x + 100], ["a", "b"], out / "grid.png", title="t")
+seg_plots.plot_seg_curves(h, out / "seg_curves.png", best_epoch=1)
+m = np.zeros((2, 8, 8), np.uint8)
+seg_plots.plot_seg_grid(np.zeros((2, 8, 8, 3), np.uint8), m, m, ["bg", "fg"], out / "seg_grid.png")
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+assert dict.__getitem__(matplotlib.rcParams, "backend") == backend, "the backend was switched"
+"""
+
+
+@pytest.mark.unit
+def test_run_plots_write_pngs_without_pyplot_or_a_backend_switch(tmp_path):
+    """The run's PNGs come from Matplotlib's object API: no matplotlib.use(), no pyplot, no display."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run([sys.executable, "-c", _PLOTS_WITHOUT_PYPLOT, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("curves", "cm", "grid", "seg_curves", "seg_grid"):
+        assert Image.open(tmp_path / f"{name}.png").format == "PNG"

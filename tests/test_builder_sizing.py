@@ -11,6 +11,7 @@ import cnnkeras
 from cnnkeras import ModelSpec, SpecError
 from cnnkeras._keras import keras
 
+pytestmark = pytest.mark.unit  # no training, no conversion
 
 def _spec(layers, input_shape=(32, 32, 3), head=None, num_classes=10):
     return ModelSpec.from_dict({"name": "t", "input_shape": list(input_shape), "num_classes": num_classes,

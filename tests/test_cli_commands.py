@@ -90,7 +90,8 @@ def test_flags_come_from_the_dataclass_fields():
 
 
 def test_every_train_and_export_option_is_a_flag_and_reaches_the_library():
-    from cnnkeras.export.exporter import export_run
+    from cnnkeras.export.errors import ExportError
+    from cnnkeras.export.from_run import export_run
     from cnnkeras.export.options import ExportOptions
     from cnnkeras.training.cli import TRAIN_FLAGS
     from cnnkeras.training.config import TrainConfig
@@ -109,7 +110,10 @@ def test_every_train_and_export_option_is_a_flag_and_reaches_the_library():
     export_help = sub.choices["export"].format_help()
     for f in dataclasses.fields(ExportOptions):
         assert "--" + f.name.replace("_", "-") in export_help, f.name
-    assert set(ExportOptions().run_kwargs()) <= set(inspect.signature(export_run).parameters)
+    # ExportOptions is the one declaration: export_run takes one (or its fields by name) and nothing else.
+    assert list(inspect.signature(export_run).parameters) == ["run_dir", "options", "overrides"]
+    with pytest.raises(ExportError, match="unknown export option.*formatz.*the options are formats"):
+        export_run("no-such-run", formatz=["keras"])
     args = sub.choices["train"].parse_args(["--momentum", "0.9", "--class-weight", "none", "--model-args", '{"a": 1}'])
     values, given = collect(args, TrainConfig, TRAIN_FLAGS)
     assert given == {"momentum", "class_weight", "model_args"}  # typed at its default value still counts (--resume)

@@ -230,3 +230,20 @@ def test_folder_class_with_only_unsupported_files_names_them(tmp_path):
     (root / "c" / "x.webp").write_bytes(b"RIFF")
     with pytest.raises(DataError, match=r"no images under .*: c \(found only unsupported files, e.g. x.webp\)"):
         load_arrays(f"folder:{root}")
+
+
+@pytest.mark.unit
+def test_in_memory_colour_to_grey_is_unrounded_601_luma_and_grey_to_rgb_is_a_repeat():
+    """Arrays in memory: grey is PIL's "L" luma without its rounding (why not PIL or tf.image: LUMA_601);
+    grey to RGB equals tf.image.grayscale_to_rgb."""
+    from cnnkeras._keras import tf
+    from cnnkeras.training.data.splits import _convert
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    grey = _convert(x, None, 1)
+    pil = np.stack([np.asarray(Image.fromarray(i).convert("L")) for i in x])[..., None].astype(np.float32)
+    assert grey.shape == (4, 8, 8, 1) and np.abs(grey - pil).max() <= 0.5  # PIL only rounds
+    assert np.allclose(grey, tf.image.rgb_to_grayscale(x.astype(np.float32)).numpy(), atol=0.03)
+    g = rng.integers(0, 256, (2, 8, 8, 1), dtype=np.uint8)
+    assert np.array_equal(_convert(g, None, 3), tf.image.grayscale_to_rgb(tf.constant(g)).numpy())

@@ -162,10 +162,10 @@ def test_saved_model_signature_for_saved_model_cli(exported):
 
 
 def test_cli_strict_exits_3_on_a_golden_mismatch_and_plain_export_completes(run_dir, tmp_path, monkeypatch, capsys):
-    from cnnkeras.export import runtime
+    from cnnkeras.export import litert
 
-    real = runtime.TFLitePredictor.raw_outputs
-    monkeypatch.setattr(runtime.TFLitePredictor, "raw_outputs",
+    real = litert.TFLitePredictor.raw_outputs
+    monkeypatch.setattr(litert.TFLitePredictor, "raw_outputs",
                         lambda self, q: np.clip(real(self, q).astype(int) + 5, -128, 127).astype(np.int8))
     args = ["export", str(run_dir), "--formats", "micro", "--calibration-samples", "32", "--latency-runs", "2"]
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0  # loud, but the export completes

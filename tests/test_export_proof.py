@@ -10,8 +10,9 @@ import pytest
 
 from cnnkeras.export import verify
 from cnnkeras.export.errors import ExportCheckFailed
-from cnnkeras.export.exporter import Data, export_model
+from cnnkeras.export.exporter import export_model
 from cnnkeras.export.formats import FORMATS, SELECTIVE_FORMAT
+from cnnkeras.export.inputs import Data
 
 
 def _entry(fmt: str, accuracy: float, **extra) -> dict:
@@ -81,11 +82,11 @@ def test_collapsed_int8_is_reported_fail_and_strict_raises(tiny_digits, tmp_path
 
 def test_golden_mismatch_fails_the_micro_row(tiny_digits, tmp_path, monkeypatch):
     """LiteRT and TFLM disagreeing beyond the tolerance fails the micro row (outputs shifted by 5 LSB)."""
-    from cnnkeras.export import runtime
+    from cnnkeras.export import litert
 
     model, data = tiny_digits
-    real = runtime.TFLitePredictor.raw_outputs
-    monkeypatch.setattr(runtime.TFLitePredictor, "raw_outputs",
+    real = litert.TFLitePredictor.raw_outputs
+    monkeypatch.setattr(litert.TFLitePredictor, "raw_outputs",
                         lambda self, q: np.clip(real(self, q).astype(int) + 5, -128, 127).astype(np.int8))
     report = export_model(model, data, out=tmp_path / "exp", formats=["micro"], calibration_samples=32,
                           latency_runs=1)

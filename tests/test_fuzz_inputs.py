@@ -235,7 +235,7 @@ micro_values = st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=True), 
        st.dictionaries(st.sampled_from(["dtype", "scale", "zero_point", "shape"]), micro_values))
 def test_fuzz_micro_info_quick(tflite_bytes, top, tensor):
     from cnnkeras.export.errors import ExportError
-    from cnnkeras.export.runtime import check_micro_info
+    from cnnkeras.export.micro_runtime import check_micro_info
 
     info = {**top, "input": tensor, "output": tensor}
     try:
@@ -246,7 +246,7 @@ def test_fuzz_micro_info_quick(tflite_bytes, top, tensor):
 
 def test_export_count_options_have_real_limits():
     from cnnkeras.export.errors import ExportError
-    from cnnkeras.export.exporter import check_counts
+    from cnnkeras.export.inputs import check_counts
 
     check_counts(latency_runs=1, qat_epochs=0, calibration_samples=1)
     for bad in ({"latency_runs": 0}, {"latency_runs": -1}, {"qat_epochs": -1}, {"calibration_samples": 0},

@@ -80,18 +80,21 @@ def _fuzz_bytes(tmp_path_factory, raw, suffix):
         assert str(exc)
 
 
+@pytest.mark.unit
 @QUICK
 @given(specs)
 def test_fuzz_spec_dicts_quick(data):
     _fuzz_specs(data)
 
 
+@pytest.mark.unit
 @QUICK
 @given(values)
 def test_fuzz_spec_any_value_quick(data):
     _fuzz_values(data)
 
 
+@pytest.mark.unit
 @QUICK
 @given(st.one_of(st.binary(max_size=300), specs.map(lambda d: json.dumps(d).encode())),
        st.sampled_from([".json", ".yaml"]))
@@ -122,6 +125,7 @@ def test_fuzz_spec_file_bytes_slow(tmp_path_factory, raw, suffix):
     _fuzz_bytes(tmp_path_factory, raw, suffix)
 
 
+@pytest.mark.unit
 def test_size_limits_name_the_layer_and_the_rule():
     """The limits are real checks: each triggers on its own input, with the numbers in the message."""
     base = {"name": "t", "input_shape": [8, 8, 1], "num_classes": 3, "layers": [{"type": "flatten"}]}

@@ -33,6 +33,7 @@ from bad_files import (  # noqa: E402
 from cnnkeras.common.safe_load import load_arrays, read_json, read_text, restricted_pickle_load  # noqa: E402
 from cnnkeras.errors import DataError, SpecError, UserError  # noqa: E402
 
+pytestmark = pytest.mark.unit  # the loaders on bad files: no training, no conversion
 
 def _cifar_cache(root: Path, poisoned: bytes, archive: bool) -> None:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -65,11 +66,11 @@ def test_cifar_cache_pickle_payload_does_not_run(tmp_path, monkeypatch, archive)
 
 def test_genuine_cifar_batches_still_load(tmp_path, monkeypatch):
     """The restricted unpickler admits the real format (numpy arrays inside a dict of bytes keys)."""
-    from cnnkeras.training.data.sources import _keras_cached
+    from cnnkeras.training.data.keras_cache import read_keras_cached
 
     _cifar_cache(tmp_path, cifar_batch(seed=1), archive=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    raw = _keras_cached("cifar10")
+    raw = read_keras_cached("cifar10")
     assert raw.train[0].shape == (20, 32, 32, 3) and raw.test[0].shape == (4, 32, 32, 3)
     assert raw.train[0].dtype == np.uint8 and raw.train[1].max() <= 9
 
@@ -117,7 +118,7 @@ def test_npy_header_bomb_is_refused_before_allocating(tmp_path):
 def test_keras_lambda_layer_is_refused_in_safe_mode(tmp_path):
     from cnnkeras._keras import keras, layers
     from cnnkeras.export.errors import ExportError
-    from cnnkeras.export.runtime import load_keras_model
+    from cnnkeras.export.keras_runtime import load_keras_model
 
     marker = tmp_path / "PWNED"
     i = keras.Input((4,))
@@ -232,3 +233,19 @@ def test_pickle_module_is_not_used_by_any_loader():
                  if p.name != "safe_load.py" and risky.search(p.read_text())]
     assert offenders == [], offenders
     assert pickle.Unpickler  # the restricted loader subclasses it
+
+
+def test_timed_logs_the_outcome_and_lets_every_exception_through(caplog):
+    import logging
+
+    from cnnkeras.common.progress import timed
+
+    log = logging.getLogger("cnnkeras.test_timed")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        with timed(log, "step %d", 1):
+            pass
+        with pytest.raises(KeyboardInterrupt), timed(log, "step %d", 2):
+            raise KeyboardInterrupt
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "step 1 ..." and lines[1].startswith("step 1: done in ")
+    assert lines[2] == "step 2 ..." and lines[3].startswith("step 2: failed after ")

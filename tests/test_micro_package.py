@@ -14,8 +14,9 @@ import pytest
 
 import cnnkeras
 from cnnkeras.export import convert, micro, micro_sources
-from cnnkeras.export.exporter import Data, export_model
+from cnnkeras.export.exporter import export_model
 from cnnkeras.export.formats import FORMATS
+from cnnkeras.export.inputs import Data
 from cnnkeras.export.runtime import load_predictor
 
 NAMES = ['zero "0"', "one\\1", "zwei ü", "new\nline", "??=four", "5", "6", "7", "8", "9"]

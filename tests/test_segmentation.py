@@ -108,6 +108,33 @@ def test_ignore_pixels_count_nowhere():
     assert np.asarray(w)[true == 255].tolist() == [0.0, 0.0] and np.asarray(w)[0, 0] == pytest.approx(2.0)
 
 
+@pytest.mark.unit
+def test_training_mean_iou_is_keras_meaniou_and_matches_the_numpy_metric():
+    """The training metric (Keras's MeanIoU, ignore_class=255) equals the numpy metric export reports, on the
+    targets the pipeline feeds it (sparse ids with 255 kept, from onehot_targets); a class absent from truth and
+    prediction has no IoU in either."""
+    from cnnkeras._keras import keras
+    from cnnkeras.common.pixel_metrics import iou_from_confusion, pixel_confusion
+    from cnnkeras.training.augment.paired import onehot_targets
+    from cnnkeras.training.tasks.segmentation import pixel_metrics
+
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 3, (4, 6, 6))  # class 3 of 4 never occurs
+    true[:, 0, :] = 255
+    probs = rng.random((4, 6, 6, 4)).astype(np.float32)
+    probs[..., 3] = 0.0
+    accuracy, mean_iou = pixel_metrics(4)
+    assert type(mean_iou) is keras.metrics.MeanIoU and mean_iou.ignore_class == 255
+    y, _ = onehot_targets(true, np.ones(256, np.float32))
+    mean_iou.update_state(y, probs)
+    accuracy.update_state(y, probs)
+    pred = probs.argmax(-1)
+    mean, per, acc = iou_from_confusion(pixel_confusion(true, pred, 4))
+    assert per[3] is None and float(mean_iou.result()) == pytest.approx(mean, abs=1e-6)
+    assert float(accuracy.result()) == pytest.approx(acc, abs=1e-6)
+    assert np.asarray(mean_iou.total_cm).sum() == (true != 255).sum()  # ignore pixels counted nowhere
+
+
 def test_paired_augmentation_keeps_image_and_mask_aligned():
     from cnnkeras.training.augment.batched import AugmentConfig
     from cnnkeras.training.augment.paired import make_seg_augmenter

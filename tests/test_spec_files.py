@@ -8,6 +8,7 @@ import pytest
 import cnnkeras
 from cnnkeras import ModelSpec, SpecError
 
+pytestmark = pytest.mark.unit  # no training, no conversion
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "specs" / "tiny.yaml"
 
 

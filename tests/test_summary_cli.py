@@ -13,6 +13,7 @@ import cnnkeras
 from cnnkeras.common.cli import run_main
 from cnnkeras.summary_cli import register
 
+pytestmark = pytest.mark.unit  # no training, no conversion
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "specs" / "tiny.yaml"
 
 

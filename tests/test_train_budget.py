@@ -10,7 +10,7 @@ import pytest
 from cnnkeras import training
 from cnnkeras._keras import keras
 from cnnkeras.training import TrainConfig
-from cnnkeras.training.batchnorm import fit_momentum, image_batches, recompute_statistics
+from cnnkeras.training.batchnorm import fit_momentum, recompute_statistics, sample_batches
 from cnnkeras.training.data.samples import write_digits_folder
 from cnnkeras.training.tasks.classification import chance_warnings
 
@@ -51,7 +51,7 @@ def test_precise_statistics_are_the_average_over_the_batches():
     h = keras.layers.BatchNormalization(name="bn2")(h)
     model = keras.Model(inputs, h)
     x = np.random.default_rng(0).normal(5.0, 3.0, (64, 4, 4, 2)).astype(np.float32)
-    batches = list(image_batches(x, 16, seed=1))
+    batches = list(sample_batches(x, 16, seed=1))
     assert len(batches) == 4 and sorted(np.concatenate(batches).reshape(64, -1)[:, 0]) == sorted(x.reshape(64, -1)[:, 0])
     assert recompute_statistics(model, batches) == 4
     conv = keras.Model(inputs, model.get_layer("conv").output)

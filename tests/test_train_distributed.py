@@ -85,3 +85,39 @@ def test_mirrored_run_resumes_from_its_checkpoint(tmp_path):
     assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]  # epochs numbered from 1
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 3
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("tf_config, chief, index", [
+    (None, True, 0),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True, 0),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False, 1),
+    ({"cluster": {"worker": ["a:1"], "chief": ["c:1"]}, "task": {"type": "worker", "index": 0}}, False, 1),
+    ({"cluster": {"worker": ["a:1"], "chief": ["c:1"]}, "task": {"type": "chief", "index": 0}}, True, 0),
+])
+def test_tf_config_is_read_by_tensorflows_resolver(monkeypatch, tf_config, chief, index):
+    """Who writes the run and which data shard a worker seeds: one reading of TF_CONFIG (TFConfigClusterResolver)."""
+    from cnnkeras.training.data.pipeline import _worker_index
+    from cnnkeras.training.distribute import check_tf_config, is_chief
+    from cnnkeras.training.distribute import tf_config as read
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf_config is not None:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+        assert check_tf_config() == read() == (tf_config["task"]["type"], tf_config["task"]["index"],
+                                                tf_config["cluster"])
+    else:
+        assert read() == (None, None, {})
+    assert is_chief() is chief and _worker_index() == index
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("raw, needle", [("{bad", "malformed"), ('{"cluster": {"worker": ["a:1"]}}', "malformed"),
+                                         ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "no workers")])
+def test_bad_tf_config_is_a_training_error(monkeypatch, raw, needle):
+    from cnnkeras.training.distribute import check_tf_config
+    from cnnkeras.training.errors import TrainingError
+
+    monkeypatch.setenv("TF_CONFIG", raw)
+    with pytest.raises(TrainingError, match=needle):
+        check_tf_config()

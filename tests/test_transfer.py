@@ -226,3 +226,16 @@ def test_summary_cli_shows_a_backbones_size(capsys):
     assert main(["summary", "mobilenet", "--input-shape", "8,8,1"]) == 2
     err = capsys.readouterr().err
     assert "at least 32x32" in err and "Traceback" not in err
+
+
+def test_only_network_failures_become_the_offline_weights_error(tmp_path, monkeypatch):
+    """get_file's bare Exception (URL/HTTP) and OSError mean offline; any other exception is a bug and propagates."""
+    from tf_keras.src.utils import data_utils
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the download path (test)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setattr(data_utils, "urlretrieve", broken)
+    with pytest.raises(RuntimeError, match="a bug in the download path"):
+        build_backbone_model("mobilenet_v2", (96, 96, 3), 4, alpha=0.35, weights="imagenet")

@@ -56,8 +56,7 @@ def test_every_backbone_is_full_int8_and_runs_on_tflm(name):
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """mobilenet (alpha 0.25, 64x64) trained on shapes: the offline stand-in for ImageNet weights (~1.5 min)."""
-    from cnnkeras.training import TrainConfig
-    from cnnkeras.training import trainer as train
+    from cnnkeras.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("transfer") / "pretrain"
     train(TrainConfig(data="shapes:2000", backbone="mobilenet", alpha=0.25, weights="none", image_size="64x64",
@@ -68,8 +67,7 @@ def pretrained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(pretrained, tmp_path_factory):
     """The same 20-images-per-class folder trained from the pretrained run and from scratch (~1 min)."""
-    from cnnkeras.training import TrainConfig
-    from cnnkeras.training import trainer as train
+    from cnnkeras.training import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("runs")
     folder = _bench().make_target_folder(tmp / "target", 20, size=64, test_per_class=40)
@@ -95,7 +93,7 @@ def test_fine_tuning_beats_training_from_scratch_on_20_images_per_class(pretrain
 
 @pytest.mark.slow
 def test_fine_tuned_backbone_exports_full_int8_and_qat(runs):
-    from cnnkeras.export.exporter import export_run
+    from cnnkeras.export.from_run import export_run
 
     tuned, _ = runs
     report = export_run(tuned, formats=["tflite_int8", "tflite_qat_int8"], qat_epochs=2, latency_runs=2)
@@ -108,8 +106,7 @@ def test_fine_tuned_backbone_exports_full_int8_and_qat(runs):
 @pytest.mark.slow
 def test_fine_tune_resumes_into_the_fine_tune_phase(pretrained, tmp_path):
     """A run stopped after its head phase continues with --resume in the fine-tune phase, at the lower rate."""
-    from cnnkeras.training import TrainConfig
-    from cnnkeras.training import trainer as train
+    from cnnkeras.training import TrainConfig, train
 
     folder = _bench().make_target_folder(tmp_path / "target", 8, size=64, test_per_class=8)
     part = train(TrainConfig(data=f"folder:{folder}", init_from=str(pretrained), image_size="64x64", augment="none",

@@ -128,7 +128,7 @@ def run_main(prog: str, registrars: Iterable[Registrar], argv: Sequence[str] | N
         except KeyboardInterrupt as exc:  # a message (train: what was saved, how to resume) comes with it
             print(f"{prog} {args.command}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
             return 130
-        except Exception:  # internal failure: keep the traceback, it is a bug report
+        except Exception:  # noqa: BLE001 - the last-resort handler: an internal failure keeps its traceback (exit 1)
             traceback.print_exc()
             print(f"{prog} {args.command}: internal error (this is a bug; please report it with the traceback "
                   "above)", file=sys.stderr)

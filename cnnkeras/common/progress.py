@@ -32,12 +32,12 @@ def timed(logger: logging.Logger, message: str, *args: Any) -> Iterator[None]:
     text = message % args if args else message
     logger.info("%s ...", text)
     start = time.perf_counter()
+    done = False
     try:
         yield
-    except BaseException:
-        logger.info("%s: failed after %.1f s", text, time.perf_counter() - start)
-        raise
-    logger.info("%s: done in %.1f s", text, time.perf_counter() - start)
+        done = True
+    finally:  # whatever ends the block (an error, Ctrl-C) propagates unchanged; only the line differs
+        logger.info("%s: %s %.1f s", text, "done in" if done else "failed after", time.perf_counter() - start)
 
 
 def epoch_logger(logger: logging.Logger, what: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 
 from cnnkeras.errors import UserError
 
@@ -13,6 +14,14 @@ _WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota
 
 class OutputError(UserError):
     """An output cannot be written (disk full, read-only, no permission): the message says where and why."""
+
+
+def write_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types a failed write can raise: ``OSError``, h5py's ``RuntimeError`` on a failed flush, and
+    TensorFlow's file errors (``tf.errors.OpError``) once TensorFlow is loaded. Anything else is a bug."""
+    tf = sys.modules.get("tensorflow")
+    op_error = getattr(getattr(tf, "errors", None), "OpError", None)
+    return (OSError, RuntimeError) + ((op_error,) if isinstance(op_error, type) else ())
 
 
 def write_problem(exc: BaseException) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnkeras.export.errors import ExportCheckFailed, ExportError
 
-_EXPORTS = {"export_run": "exporter", "export_model": "exporter", "load_predictor": "runtime",
+_EXPORTS = {"export_run": "from_run", "export_model": "exporter", "load_predictor": "runtime",
             "check_model": "check", "ExportOptions": "options"}
 
 __all__ = ["ExportCheckFailed", "ExportError", "ExportOptions", "check_model", "export_model", "export_run",

@@ -57,8 +57,8 @@ def build_for_check(model: str | Path, input_shape: Sequence[int] | None = None,
 
     path = Path(str(model))
     if path.suffix == ".keras":
+        from cnnkeras.export.keras_runtime import load_keras_model
         from cnnkeras.export.metadata import verify_integrity
-        from cnnkeras.export.runtime import load_keras_model
 
         if verify and path.exists():
             verify_integrity(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from cnnkeras.common.cliargs import Flag, add_dataclass_arguments, collect
 from cnnkeras.export.errors import ExportError
 from cnnkeras.export.formats import FORMATS
+from cnnkeras.training import names as run_files
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ EXPORT_FLAGS: dict[str, Flag] = {
 
 def export_out(run_dir: str | Path, out: str | None) -> Path:
     """The export folder of a run: ``--out`` or ``RUN_DIR/export``."""
-    return Path(out) if out else Path(run_dir) / "export"
+    return Path(out) if out else Path(run_dir) / run_files.EXPORT
 
 
 def _export_command(args: argparse.Namespace) -> int:
@@ -48,17 +49,17 @@ def _export_command(args: argparse.Namespace) -> int:
     if out.exists() and not options.overwrite:  # before any data is read (a folder dataset can take minutes)
         raise ExportError(f"{out}: the export folder exists. Pass --overwrite to replace it, or choose another --out.")
     from cnnkeras.export.errors import ExportCheckFailed
-    from cnnkeras.export.exporter import export_run
+    from cnnkeras.export.from_run import export_run
     from cnnkeras.export.verify import summary_line, table
 
     try:
-        report = export_run(args.run_dir, **options.run_kwargs())
+        report = export_run(args.run_dir, options)
     except ExportCheckFailed as exc:  # --strict: the folder and report are written; exit 3 for CI
         report = exc.report
     print(table(report))
-    print(f"\nreport: {out / 'report.md'}")
+    print(f"\nreport: {out / run_files.REPORT_MD}")
     if report["failed"]:
-        print(f"cnnkeras export: CHECKS FAILED: {summary_line(report)} (reasons in {out / 'report.md'})"
+        print(f"cnnkeras export: CHECKS FAILED: {summary_line(report)} (reasons in {out / run_files.REPORT_MD})"
               + ("" if options.strict else "; the export completed (pass --strict to exit 3 on failures)"),
               file=sys.stderr)
         return 3 if options.strict else 0
@@ -91,18 +92,18 @@ def resolve_artifact(path: str | Path, fmt: str | None) -> Path:
         ExportError: The run has no such artifact (with the formats it has).
     """
     path = Path(path)
-    is_run = path.is_dir() and (path / "config.json").is_file() and not (path / "saved_model.pb").is_file()
-    is_export = path.is_dir() and (path / "metadata.json").is_file()
+    is_run = path.is_dir() and (path / run_files.CONFIG).is_file() and not (path / "saved_model.pb").is_file()
+    is_export = path.is_dir() and (path / run_files.METADATA).is_file()
     if fmt is None:
         if is_run:
-            if not (path / "model.keras").is_file():
+            if not (path / run_files.MODEL).is_file():
                 raise ExportError(f"{path}: the run has no model.keras (training did not finish). Finish it: "
                                   f"cnnkeras train --resume {path}")
-            return path / "model.keras"
+            return path / run_files.MODEL
         if is_export:
             raise ExportError(f"{path} is an export folder: pass --format FORMAT or one artifact inside it.")
         return path
-    folder = path / "export" if is_run else path
+    folder = path / run_files.EXPORT if is_run else path
     if not (is_run or is_export):
         raise ExportError(f"--format needs a run directory or its export folder. Received: {path}")
     target = folder / FORMATS[fmt].filename

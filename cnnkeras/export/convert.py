@@ -264,7 +264,7 @@ def graph_info(data: bytes) -> dict:
         ``{"ops": sorted unique op names, "float_tensors": [...], "float_ops": [...],
         "input": {...}, "output": {...}}`` (I/O with dtype, shape, scale, zero_point).
     """
-    from cnnkeras.export.runtime import open_litert  # runtime validates the bytes before LiteRT sees them
+    from cnnkeras.export.litert import open_litert  # runtime validates the bytes before LiteRT sees them
 
     interp = open_litert(data, delegates=False)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
@@ -318,7 +318,7 @@ def weight_stats(data: bytes) -> dict:
         ``{"weight_sparsity": zero fraction over every conv/dense filter,
         "max_unique_per_channel": most distinct values in one output channel of any filter}``.
     """
-    from cnnkeras.export.runtime import open_litert
+    from cnnkeras.export.litert import open_litert
 
     interp = open_litert(data, delegates=False)
     details = {t["index"]: t for t in interp.get_tensor_details()}

@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnkeras.common.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnkeras.common.progress import timed
+from cnnkeras.common.safe_load import read_json
 from cnnkeras.export import micro_sources as src
 from cnnkeras.export.errors import ExportError
 
@@ -191,7 +192,7 @@ def replay_golden(package: str | Path) -> dict:
         failed, ``golden_replay_error``.
     """
     package = Path(package)
-    info = json.loads((package / INFO_FILE).read_text())
+    info = read_json(package / INFO_FILE, INFO_FILE)
     golden = np.load(package / GOLDEN_FILE)
     try:
         got = run_tflm((package / MODEL_FILE).read_bytes(), golden["inputs"], arena_size=int(info["arena_bytes"]))

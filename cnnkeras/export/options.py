@@ -1,4 +1,4 @@
-"""``ExportOptions``: every option of :func:`cnnkeras.export.exporter.export_run`, the source of the export CLI's flags.
+"""``ExportOptions``: every option of :func:`cnnkeras.export.from_run.export_run`, the source of the export CLI's flags.
 
 ``cnnkeras export`` derives one flag per field (:mod:`cnnkeras.common.cliargs`; help from the docstring
 below or ``metadata["help"]``) and passes every field to ``export_run`` by name, so an option added

@@ -21,19 +21,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees (exif_transpose swaps H and W)
 _EXIF_ORIENTATION = 0x0112
-LABELS_FILE = "labels.txt"
 
 
 def _source_shape(img: "Image.Image") -> tuple[int, int, int]:
     """``(height, width, channels)`` of an image as stored, after EXIF orientation (channels 2/4 with alpha)."""
+    from cnnkeras.common.images import GREY_MODES
+
     w, h = img.size
     if img.getexif().get(_EXIF_ORIENTATION) in _SWAPPING_ORIENTATIONS:
         w, h = h, w
     bands = img.getbands()
-    return h, w, (1 if img.mode in _GREY_MODES else 3) + (1 if "A" in bands or "a" in bands else 0)
+    return h, w, (1 if img.mode in GREY_MODES else 3) + (1 if "A" in bands or "a" in bands else 0)
 
 
 def describe_conversion(src: Sequence[int], mode: str, dst: Sequence[int]) -> str | None:
@@ -48,12 +48,14 @@ def describe_conversion(src: Sequence[int], mode: str, dst: Sequence[int]) -> st
         E.g. ``"64x48x3 resized to 8x8x1 (aspect ratio changed; colour to grey)"``, or ``None`` when
         the image already matches.
     """
+    from cnnkeras.common.images import GREY_MODES
+
     (h0, w0, c0), (h, w, c) = src, dst
     notes = []
     resized = (h0, w0) != (h, w)
     if resized and h0 * w != w0 * h:
         notes.append("aspect ratio changed")
-    grey = mode in _GREY_MODES
+    grey = mode in GREY_MODES
     if grey and c == 3:
         notes.append("grey to RGB")
     elif not grey and c == 1:

@@ -16,7 +16,8 @@ import numpy as np
 
 from cnnkeras.common.fileio import atomic_write_json, atomic_write_text
 from cnnkeras.export.formats import FORMATS, SELECTIVE_FORMAT, Format
-from cnnkeras.export.runtime import Predictor
+from cnnkeras.export.predictor import Predictor
+from cnnkeras.training import names as run_files
 
 log = logging.getLogger(__name__)
 
@@ -275,5 +276,5 @@ def write_report(out_dir: Path, report: dict) -> None:
         out_dir: The export folder.
         report: The report dict.
     """
-    atomic_write_json(Path(out_dir) / "report.json", report)
-    atomic_write_text(Path(out_dir) / "report.md", markdown(report))
+    atomic_write_json(Path(out_dir) / run_files.REPORT_JSON, report)
+    atomic_write_text(Path(out_dir) / run_files.REPORT_MD, markdown(report))

@@ -18,17 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def _load_model(target: str) -> tuple[Any, Path]:
-    from cnnkeras._keras import keras
+    from cnnkeras.common.model_files import load_keras_model
 
     path = Path(target)
     if path.is_dir():
-        path = path / "model.keras"
+        from cnnkeras.training.run.names import MODEL
+
+        path = path / MODEL
     if not path.is_file():
         raise DataError(f"model not found: {path} (pass a .keras file or a run directory holding model.keras)")
-    try:
-        return keras.models.load_model(path, safe_mode=True, compile=False), path
-    except Exception as exc:  # a corrupt or foreign file is the user's input, not our bug
-        raise DataError(f"cannot load {path} as a Keras model: {exc}") from None
+    return load_keras_model(path), path  # a corrupt or foreign file: DataError (the user's input, not our bug)
 
 
 def load_images(paths: Sequence[str], input_shape: Sequence[int]) -> Any:

@@ -106,7 +106,7 @@ def recompute_statistics(model: Any, batches: Iterable[np.ndarray]) -> int:
     return count
 
 
-def image_batches(x: np.ndarray, batch_size: int, *, seed: int, limit: int = PRECISE_BN_IMAGES) -> Iterable[np.ndarray]:
+def sample_batches(x: np.ndarray, batch_size: int, *, seed: int, limit: int = PRECISE_BN_IMAGES) -> Iterable[np.ndarray]:
     """Seeded batches of at most ``limit`` images of ``x`` (same seed -> same batches).
 
     Args:

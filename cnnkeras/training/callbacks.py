@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from cnnkeras._keras import keras
+from cnnkeras._keras import keras, tf
 from cnnkeras.common.fileio import atomic_path, atomic_write_json, atomic_write_text, model_weights_bytes
+from cnnkeras.training.run import names
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class EpochState(keras.callbacks.Callback):
 
     def __init__(self, run_dir: Path, checkpoint: Any, model: Any, monitor: str, patience: int | None) -> None:
         super().__init__()
-        self.dir = Path(run_dir) / "checkpoints"
+        self.dir = Path(run_dir) / names.CHECKPOINTS
         self.ckpt, self.train_model, self.monitor, self.patience = checkpoint, model, monitor, patience or 0
         self.higher = monitor.endswith("accuracy")
         self.best, self.best_loss, self.best_epoch, self.wait, self.slot = None, None, None, 0, "b"
@@ -58,13 +58,13 @@ class EpochState(keras.callbacks.Callback):
             self.wait = 0
             self.best, self.best_loss, self.best_epoch = float(value), val_loss, epoch
             # expected_bytes: refuse a full disk before HDF5 starts (it crashes the process when one fills up)
-            with atomic_path(self.dir / "best.weights.h5", expected_bytes=model_weights_bytes(self.train_model)) as tmp:
+            with atomic_path(self.dir / names.BEST_WEIGHTS, expected_bytes=model_weights_bytes(self.train_model)) as tmp:
                 self.train_model.save_weights(str(tmp))
         else:
             self.wait += 1
         self.slot = "a" if self.slot == "b" else "b"
         self.ckpt.write(str(self.dir / f"last-{self.slot}"))
-        atomic_write_json(self.dir / "state.json", {
+        atomic_write_json(self.dir / names.CHECKPOINT_STATE, {
             "epoch": epoch + 1, "last": f"last-{self.slot}", "monitor": self.monitor, "best": self.best,
             "best_loss": self.best_loss, "best_epoch": self.best_epoch, "wait": self.wait})
         if self.patience and self.wait >= self.patience:
@@ -81,17 +81,19 @@ class EpochState(keras.callbacks.Callback):
         Returns:
             The epoch to continue from.
         """
+        from cnnkeras.common.safe_load import read_json
         from cnnkeras.training.errors import TrainingError
 
         optimizer.build(self.train_model.trainable_variables)
         try:
-            state = json.loads((self.dir / "state.json").read_text())
+            state = read_json(self.dir / names.CHECKPOINT_STATE, "checkpoint state")
             self.ckpt.read(str(self.dir / state["last"])).assert_existing_objects_matched()
             self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
             self.best_loss = state.get("best_loss")
             self.slot = state["last"][-1]
             epoch = int(state["epoch"])
-        except Exception as exc:  # missing keys, bad JSON, missing/corrupt/mismatched checkpoint files
+        except (ValueError, OSError, KeyError, TypeError, IndexError, AssertionError,
+                tf.errors.OpError) as exc:  # missing keys, bad JSON, missing/corrupt/mismatched checkpoint files
             raise TrainingError(f"cannot resume from {self.dir}: the checkpoint is damaged or does not match the "
                                 f"run's model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
                                 f"Train again instead.") from None
@@ -105,7 +107,7 @@ class EpochState(keras.callbacks.Callback):
             final_model: The model to save as ``model.keras``.
             which: ``best`` (the best checkpoint; the last weights when none was saved) or ``last``.
         """
-        best = self.dir / "best.weights.h5"
+        best = self.dir / names.BEST_WEIGHTS
         if which == "best" and best.is_file():
             final_model.load_weights(str(best))  # outside any strategy: distributed variables can't load h5
         else:

@@ -97,9 +97,11 @@ def _train_command(args: argparse.Namespace) -> int:
         own = f"; this worker's --out {config.out} stays empty" if config.out else ""
         print(f"worker finished (the chief writes the run directory, model and metrics){own}")
         return 0
+    from cnnkeras.common.safe_load import read_json
+    from cnnkeras.training.run.names import METRICS
     from cnnkeras.training.tasks import result_line
 
-    print(result_line(json.loads((run_dir / "metrics.json").read_text()), run_dir))
+    print(result_line(read_json(run_dir / METRICS, METRICS), run_dir))
     return 0
 
 

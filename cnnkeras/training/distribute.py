@@ -7,7 +7,6 @@ multi-device code path is exercised (and tested) without GPUs. ``multiworker`` r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -63,31 +62,43 @@ def _split_cpu(count: int) -> list[str]:
     return names
 
 
-def check_tf_config() -> dict[str, Any]:
-    """Parse and check ``TF_CONFIG`` for multi-worker training.
+def tf_config() -> tuple[str | None, int | None, dict[str, Any]]:
+    """``(task type, task index, cluster)`` of ``TF_CONFIG``, read by TensorFlow's own parser (the
+    ``TFConfigClusterResolver`` that ``MultiWorkerMirroredStrategy`` uses); ``(None, None, {})`` without one.
 
     Returns:
-        The parsed ``TF_CONFIG``.
+        The task type and index (``None`` when ``TF_CONFIG`` has no task) and ``{job: [addresses]}``.
+
+    Raises:
+        ValueError, TypeError, KeyError, AttributeError: ``TF_CONFIG`` is malformed.
+    """
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+
+
+def check_tf_config() -> tuple[str, int, dict[str, Any]]:
+    """Read and check ``TF_CONFIG`` for multi-worker training.
+
+    Returns:
+        :func:`tf_config`'s ``(task type, task index, cluster)``.
 
     Raises:
         TrainingError: Missing or malformed.
     """
-    raw = os.environ.get("TF_CONFIG")
     example = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                '"task": {"type": "worker", "index": 0}}\'')
-    if not raw:
+    if not os.environ.get("TF_CONFIG"):
         raise TrainingError(f"--strategy multiworker needs TF_CONFIG on every machine, e.g. {example} "
                             f"(index 1 on the second machine).")
     try:
-        cfg = json.loads(raw)
-        workers = cfg["cluster"].get("worker", []) + cfg["cluster"].get("chief", [])
-        task = cfg["task"]
-        task["type"], int(task["index"])
+        task_type, index, cluster = tf_config()
+        if task_type is None or index is None:
+            raise KeyError("task" if task_type is None and index is None else "type" if task_type is None else "index")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TrainingError(f"TF_CONFIG is malformed ({exc}); expected {example}") from None
-    if not workers:
+    if not cluster.get("worker") and not cluster.get("chief"):
         raise TrainingError(f"TF_CONFIG lists no workers; expected {example}")
-    return cfg
+    return task_type, index, cluster
 
 
 def is_chief() -> bool:
@@ -96,14 +107,12 @@ def is_chief() -> bool:
     Returns:
         True for the chief (the ``chief`` task, or worker 0 when there is none).
     """
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return True
     try:
-        cfg = json.loads(raw)
-        task = cfg.get("task", {})
-        if task.get("type") == "chief":
-            return True
-        return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cfg.get("cluster", {})
-    except (ValueError, TypeError, AttributeError):
+        task_type, index, cluster = tf_config()
+    except (ValueError, TypeError, KeyError, AttributeError):  # malformed: make_strategy says so
         return True
+    if task_type is None:  # no TF_CONFIG: a single process; one without a task: not the chief
+        return not os.environ.get("TF_CONFIG")
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and (index or 0) == 0 and "chief" not in cluster

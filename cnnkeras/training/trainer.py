@@ -31,10 +31,11 @@ from cnnkeras.training.data.splits import load_arrays, parse_image_size
 from cnnkeras.training.errors import TrainingError
 from cnnkeras.training.model_setup import build_for_data, load_spec, model_record
 from cnnkeras.training.run.guard import run_guard
+from cnnkeras.training.run.names import CHECKPOINTS, CONFIG, HISTORY, LABELS, METRICS, MODEL
 from cnnkeras.training.run.record import read_run_config
 from cnnkeras.training.run.resume import absolute_source as _absolute_source
 from cnnkeras.training.run.resume import resume_config as _resume_config
-from cnnkeras.training.run.rundir import CONFIG, LABELS, METRICS, MODEL, check_out, choose_run_dir, versions
+from cnnkeras.training.run.rundir import check_out, choose_run_dir, versions
 from cnnkeras.training.tasks import for_info
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
                                  config.overwrite)
     else:  # other workers write their (identical) copies to a scratch folder
         run_dir = Path(tempfile.mkdtemp(prefix="cnnkeras_worker_"))
-        (run_dir / "checkpoints").mkdir()
+        (run_dir / CHECKPOINTS).mkdir()
     full_config = {
         "format": "cnnkeras-run/1",
         "command": sys.argv if Path(sys.argv[0]).name in ("cnnkeras", "__main__.py") else None,
@@ -261,9 +262,9 @@ def _fit(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir: P
 
     train_ds, val_ds, fit_class_weight = for_info(data.info).datasets(config, data, initial_epoch, built.on_device)
     if resumed:
-        truncate_history(run_dir / "history.csv", initial_epoch)
+        truncate_history(run_dir / HISTORY, initial_epoch)
     callbacks = [LearningRateLogger(), keras.callbacks.TerminateOnNaN(),
-                 EpochCSVLogger(str(run_dir / "history.csv"), append=resumed), state, *extra_callbacks]
+                 EpochCSVLogger(str(run_dir / HISTORY), append=resumed), state, *extra_callbacks]
     if config.tensorboard:
         try:
             import tensorboard  # noqa: F401  (tf.summary needs it at run time)
@@ -311,15 +312,15 @@ def _finish(config: TrainConfig, data: _Data, built: _Model, state: Any, run_dir
             train_seconds: float) -> Path:
     """Step 7: the final model with precise BN statistics, test metrics, plots, ``metrics.json`` last."""
     import cnnkeras
-    from cnnkeras.training.batchnorm import image_batches, recompute_statistics
+    from cnnkeras.training.batchnorm import recompute_statistics, sample_batches
     from cnnkeras.training.callbacks import read_history
 
     split, info = data.split, data.info
     task = for_info(info)
     final = build_for_data(config, data.spec, data.model_name, info)
     state.load_final(final, config.final)
-    bn_batches = recompute_statistics(final, image_batches(split.train[0], config.batch_size, seed=config.seed))
-    history = read_history(run_dir / "history.csv")
+    bn_batches = recompute_statistics(final, sample_batches(split.train[0], config.batch_size, seed=config.seed))
+    history = read_history(run_dir / HISTORY)
     epochs_run = len(history.get("epoch", []))
     metrics = task.evaluate(final, config, data, built.logits, epochs_run * built.steps, epochs_run)
     warnings = metrics.pop("warnings")

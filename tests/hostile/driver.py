@@ -101,7 +101,7 @@ def run_case(case: Case, fixtures: dict, work: Path, digest_before: dict, fixtur
     t0 = time.perf_counter()
     try:
         argv = [str(a) for a in case.make(d, fixtures)]
-    except Exception as exc:  # a broken generator is a corpus bug: report it loudly
+    except Exception as exc:  # noqa: BLE001 - a broken generator is a corpus bug: report it loudly as setup_error
         return {"id": case.id, "outcome": "setup_error", "error": f"{type(exc).__name__}: {exc}",
                 "category": case.category}
     os.environ.update({k: v.replace("{case}", str(d)) for k, v in case.env.items()})

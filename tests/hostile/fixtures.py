@@ -72,7 +72,8 @@ def build(base: Path, run_dir: bool = True) -> dict[str, Path]:
     Returns:
         Name -> path of each fixture.
     """
-    from cnnkeras.export.exporter import Data, export_model
+    from cnnkeras.export.exporter import export_model
+    from cnnkeras.export.inputs import Data
 
     base.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

@@ -55,7 +55,7 @@ GUARANTEES = [
 def _limits() -> list[tuple[str, str]]:
     from cnnkeras import sizing, spec, spec_layers
     from cnnkeras.common import safe_load
-    from cnnkeras.export.exporter import COUNT_RANGES
+    from cnnkeras.export.inputs import COUNT_RANGES
     from cnnkeras.training.data.sources import MAX_CLASSES
 
     rows = [

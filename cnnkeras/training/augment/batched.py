@@ -274,7 +274,9 @@ def _colour(tf: Any, x: Any, cfg: AugmentConfig, seed: Any) -> Any:
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
         x = (x - mean) * (1.0 + factor(cfg.contrast, 11)) + mean
     if cfg.saturation:
-        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        from cnnkeras.common.images import LUMA_601  # not tf.image.rgb_to_grayscale: 0.2989, see there
+
+        grey = tf.reduce_sum(x * tf.constant(LUMA_601), axis=-1, keepdims=True)
         x = (x - grey) * (1.0 + factor(cfg.saturation, 12)) + grey
     if cfg.hue:
         hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 255.0) / 255.0)

@@ -15,6 +15,24 @@ logger = logging.getLogger(__name__)
 MIN_ROWS, MAX_ROWS = 8, 12
 
 
+def _rows(y: np.ndarray, info: Any, samples: int | None) -> tuple[list[int], set[int], list[str]]:
+    """The rows of the preview: one sample per class first, so every class shows up (logged when some cannot)."""
+    firsts = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]
+    auto = samples is None
+    if auto:
+        samples = min(max(len(firsts), MIN_ROWS), MAX_ROWS)
+    taken = set(firsts)
+    idx = (firsts + [i for i in range(len(y)) if i not in taken])[:samples]
+    shown = {int(c) for c in y[idx]}
+    left_out = [info.class_names[c] for c in range(info.num_classes) if c not in shown]
+    if left_out:
+        listed = ", ".join(map(str, left_out[:10])) + (f", ... ({len(left_out) - 10} more)" if len(left_out) > 10 else "")
+        log = logger.warning if auto else logger.info
+        log("augment preview shows %d of %d classes (%d rows); not shown: %s. Pass --samples %d to "
+            "show every class.", len(shown), info.num_classes, samples, listed, info.num_classes)
+    return idx, shown, left_out
+
+
 def augment_preview(source: str, out: str | Path = "augment_preview.png", *, augment: Any = "default",
                     mixup: float = 0.0, cutmix: float = 0.0, samples: int | None = None, variants: int = 6, seed: int = 0,
                     **load_kwargs: Any) -> Path:
@@ -64,21 +82,7 @@ def augment_preview(source: str, out: str | Path = "augment_preview.png", *, aug
 
         return seg_augment_preview(split, info, cfg, out, samples, variants, seed)
     x, y = split.train
-    # One sample per class first, so every class shows up in the grid.
-    firsts = [int(np.flatnonzero(y == c)[0]) for c in range(info.num_classes) if (y == c).any()]
-    auto = samples is None
-    if auto:
-        samples = min(max(len(firsts), MIN_ROWS), MAX_ROWS)
-    taken = set(firsts)
-    order = firsts + [i for i in range(len(y)) if i not in taken]
-    idx = order[:samples]
-    shown = {int(c) for c in y[idx]}
-    left_out = [info.class_names[c] for c in range(info.num_classes) if c not in shown]
-    if left_out:
-        listed = ", ".join(map(str, left_out[:10])) + (f", ... ({len(left_out) - 10} more)" if len(left_out) > 10 else "")
-        log = logger.warning if auto else logger.info
-        log("augment preview shows %d of %d classes (%d rows); not shown: %s. Pass --samples %d to "
-            "show every class.", len(shown), info.num_classes, samples, listed, info.num_classes)
+    idx, shown, left_out = _rows(y, info, samples)
     images = x[idx].astype(np.float32)
     onehot = np.eye(info.num_classes, dtype=np.float32)[y[idx]]
     fn = make_augmenter(cfg, info)

@@ -118,15 +118,13 @@ def _worker_rows(order: Callable[[Any], Any], initial_epoch: int, batch_size: in
 
 def _worker_index() -> int:
     """This process's place among the workers of ``TF_CONFIG`` (the chief first), 0 without one."""
-    import json
-    import os
+    from cnnkeras.training.distribute import tf_config
 
     try:
-        cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task, cluster = cfg.get("task") or {}, cfg.get("cluster") or {}
-        return int(task.get("index", 0)) + (1 if task.get("type") == "worker" and cluster.get("chief") else 0)
-    except (ValueError, TypeError, AttributeError):
+        task_type, index, cluster = tf_config()
+    except (ValueError, TypeError, KeyError, AttributeError):
         return 0
+    return (index or 0) + (1 if task_type == "worker" and cluster.get("chief") else 0)
 
 
 def make_eval_dataset(x: Any, y: np.ndarray, num_classes: int, batch_size: int) -> Any:

@@ -8,6 +8,7 @@ import numpy as np
 
 # Augmentations that keep the label, per kind of data (cnnkeras.training.augment.batched reads these names).
 NATURAL = ("hflip", "crop", "translate", "rotate", "zoom", "color")
+GLYPHS = ("crop", "translate", "rotate", "zoom")  # digits/text: a flip changes the label
 
 
 @dataclass

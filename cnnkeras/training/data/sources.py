@@ -1,37 +1,30 @@
-"""Dataset sources: each turns a source string into raw arrays before splitting.
+"""Dataset sources: ``read_source`` turns a source string into raw arrays; digits, shapes and npz readers.
 
 Sources: ``digits`` (scikit-learn, embedded), ``shapes[:N]`` (procedurally generated),
 ``folder:PATH``, ``npz:PATH``, and ``mnist``/``fashion_mnist``/``cifar10``/``cifar100`` read from the
-local Keras cache only (never downloaded).
+local Keras cache only (never downloaded; :mod:`cnnkeras.training.data.keras_cache`).
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
-import os
-import tarfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cnnkeras.common.safe_load import load_arrays, restricted_pickle_load
+from cnnkeras.common.safe_load import load_arrays
 from cnnkeras.errors import DataError, UserError
 from cnnkeras.training.data.folder_arrays import read_folder
 from cnnkeras.training.data.folders import list_folder
-from cnnkeras.training.data.raw import RawSource
+from cnnkeras.training.data.keras_cache import KERAS_DATASETS, read_keras_cached
+from cnnkeras.training.data.raw import GLYPHS, RawSource
 
 logger = logging.getLogger(__name__)
-GLYPHS = ("crop", "translate", "rotate", "zoom")  # digits/text: a flip changes the label
 SHAPES = ("hflip", "vflip", "crop", "translate", "rotate", "zoom", "color")
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
-KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-_CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-_FASHION_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                  "ankle_boot"]
 
 
 def known_sources() -> str:
@@ -82,7 +75,7 @@ def read_source(source: str, *, image_size: Sequence[int] | None, channels: int 
     if kind == "npz" and arg:
         return _npz(Path(arg).expanduser())
     if kind in KERAS_DATASETS and not arg:
-        return _keras_cached(kind)
+        return read_keras_cached(kind)
     raise DataError(f"unknown dataset {source!r}. Use one of: {known_sources()}.")
 
 
@@ -281,102 +274,3 @@ def _class_names(names: np.ndarray, num_classes: int, where: str) -> list[str]:
         raise DataError(f"{where} names {len(listed)} classes but the labels go up to {num_classes - 1}; "
                         f"give one name per class id.")
     return listed
-
-
-def keras_cache_dir() -> Path:
-    """The folder where Keras keeps downloaded datasets (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``)."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
-
-
-def _keras_cached(name: str) -> RawSource:
-    """Read a ``keras.datasets`` dataset from the local cache, in the files ``keras.datasets`` itself keeps."""
-    cache = keras_cache_dir()
-    base = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-
-    def missing(what: Sequence[Path], urls: Sequence[str]) -> DataError:
-        listed = "; ".join(f"{url} -> {path}" for url, path in zip(urls, what))
-        return DataError(f"{name} is not in the local Keras cache (missing: {', '.join(map(str, what))}). "
-                         f"cnnkeras never downloads at run time; on a connected machine download {listed} "
-                         f"(or set KERAS_HOME to the folder that holds datasets/).")
-
-    def damaged(what: Path, url: str, exc: BaseException) -> DataError:
-        return DataError(f"{name}: the cached file {what} is damaged or incomplete ({type(exc).__name__}: {exc}). "
-                         f"Delete it and place a fresh copy of {url} there.")
-
-    if name == "mnist":
-        path = cache / "mnist.npz"
-        if not path.is_file():
-            raise missing([path], [base + "mnist.npz"])
-        try:
-            f = load_arrays(path, name)
-            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-        except (UserError, KeyError) as exc:  # format/pickle/missing-key errors all mean a bad download
-            raise damaged(path, base + "mnist.npz", exc) from None
-        return RawSource(name=name, class_names=[str(i) for i in range(10)], train=(xtr[..., None], ytr.astype(np.int32)),
-                         test=(xte[..., None], yte.astype(np.int32)), safe_augmentations=GLYPHS,
-                         fill_mode="constant")
-    if name == "fashion_mnist":
-        folder = cache / "fashion-mnist"
-        files = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz"]
-        absent = [f for f in files if not (folder / f).is_file()]
-        if absent:
-            raise missing([folder / f for f in absent], [base + f for f in absent])
-        raw = []
-        for f in files:
-            try:
-                with gzip.open(folder / f, "rb") as fh:
-                    raw.append(np.frombuffer(fh.read(), np.uint8, offset=8 if "labels" in f else 16))
-            except (OSError, EOFError, ValueError) as exc:
-                raise damaged(folder / f, base + f, exc) from None
-        ytr, xtr, yte, xte = raw
-        try:
-            xtr, xte = xtr.reshape(-1, 28, 28, 1), xte.reshape(-1, 28, 28, 1)
-        except ValueError as exc:
-            raise damaged(folder / files[1], base + files[1], exc) from None
-        if len(xtr) != len(ytr) or len(xte) != len(yte):
-            raise damaged(folder, base, ValueError(f"{len(xtr)}/{len(xte)} images but {len(ytr)}/{len(yte)} labels"))
-        return RawSource(name=name, class_names=_FASHION_NAMES,
-                         train=(xtr, ytr.astype(np.int32)), test=(xte, yte.astype(np.int32)),
-                         safe_augmentations=("hflip", "crop", "translate", "rotate", "zoom"), fill_mode="constant")
-    folder_name = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-    folder, archive = cache / folder_name, cache / f"{folder_name.split('-batches')[0].replace('-python', '')}-python.tar.gz"
-    url = f"https://www.cs.toronto.edu/~kriz/{archive.name}"
-    members = (["data_batch_%d" % i for i in range(1, 6)], ["test_batch"]) if name == "cifar10" else (["train"], ["test"])
-    label_key = b"labels" if name == "cifar10" else b"fine_labels"
-
-    def read(member: str) -> dict:
-        where = folder / member if folder.is_dir() else archive
-        try:
-            if folder.is_dir():
-                with open(folder / member, "rb") as fh:
-                    return restricted_pickle_load(fh, str(where))
-            with tarfile.open(archive, "r:gz") as tar:
-                fh = tar.extractfile(f"{folder_name}/{member}")
-                if fh is None:
-                    raise KeyError(f"{folder_name}/{member} is not a regular file in the archive")
-                return restricted_pickle_load(fh, f"{archive}:{folder_name}/{member}")
-        except UserError as exc:  # a pickle naming code to run: say so, never load it
-            raise DataError(f"{name}: {exc}") from None
-        except FileNotFoundError:
-            raise DataError(f"{name}: the cache folder {folder} lacks {member}. Delete the folder and extract "
-                            f"{url} into {cache} again (or remove the folder and place the archive at {archive}).") from None
-        except Exception as exc:  # tar/gzip/pickle errors and missing members all mean a bad download
-            raise damaged(where, url, exc) from None
-
-    if not folder.is_dir() and not archive.is_file():
-        raise missing([archive], [url])
-    xs, ys = [], []
-    for group in members:
-        batches = [read(m) for m in group]
-        try:
-            xs.append(np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            ys.append(np.concatenate([np.asarray(b[label_key]) for b in batches]).astype(np.int32))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise damaged(folder if folder.is_dir() else archive, url, exc) from None
-    if name == "cifar10":
-        names = _CIFAR10_NAMES
-    else:
-        meta = read("meta")
-        names = [n.decode() for n in meta[b"fine_label_names"]]
-    return RawSource(name=name, class_names=names, train=(xs[0], ys[0]), test=(xs[1], ys[1]))

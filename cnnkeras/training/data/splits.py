@@ -70,8 +70,10 @@ def parse_image_size(image_size: Any) -> tuple[int, int] | None:
 def _convert(x: np.ndarray, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
     """Resize (bilinear, antialiased) and convert channels of an in-memory NHWC batch."""
     if channels is not None and x.shape[-1] != channels:
-        if channels == 1:  # ITU-R 601 luma, as PIL's "L" conversion
-            x = (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        if channels == 1:  # ITU-R 601 luma, as PIL's "L" conversion without its rounding (see LUMA_601)
+            from cnnkeras.common.images import LUMA_601
+
+            x = (x.astype(np.float32) @ np.array(LUMA_601, np.float32))[..., None]
         else:
             x = np.repeat(x, 3, axis=-1)
     if size is not None and tuple(x.shape[1:3]) != size:

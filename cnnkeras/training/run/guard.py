@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import re
 import shlex
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from cnnkeras.common import locks
 from cnnkeras.common.fileio import check_free_space, recover_swap, swap_in
-from cnnkeras.common.write_errors import OutputError, write_problem
+from cnnkeras.common.safe_load import read_json
+from cnnkeras.common.write_errors import OutputError, write_error_types, write_problem
 from cnnkeras.errors import UserError
 from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.run import names
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def resume_command(run_dir: str | Path) -> str:
 def epochs_done(run_dir: Path) -> int | None:
     """Epochs saved in ``run_dir``'s checkpoint (``None``: no readable checkpoint state)."""
     try:
-        state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+        state = read_json(run_dir / names.CHECKPOINTS / names.CHECKPOINT_STATE, "checkpoint state")
         return int(state["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -101,9 +101,9 @@ class RunGuard:
         locks.remove_stale_temps(folder.parent, folder.name)  # a replacement built aside, then killed
         locks.remove_stale_locks(folder.parent)  # lock files of killed processes beside it (unheld ones only)
         if folder.is_dir():
-            for where in (folder, folder / "checkpoints"):
+            for where in (folder, folder / names.CHECKPOINTS):
                 locks.remove_stale_temps(where)
-            for tf_temp in (folder / "checkpoints").glob("last-*_temp"):  # TF's own checkpoint temporaries
+            for tf_temp in (folder / names.CHECKPOINTS).glob("last-*_temp"):  # TF's own checkpoint temporaries
                 shutil.rmtree(tf_temp, ignore_errors=True)
             locks.remove_stale_locks(folder)
 
@@ -134,7 +134,7 @@ class RunGuard:
                               f"{size // 1024:,} KiB): free some space, or delete {final} first.") from None
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         self.final, self.run_dir = final, self.tmp / final.name
-        (self.run_dir / "checkpoints").mkdir(parents=True)
+        (self.run_dir / names.CHECKPOINTS).mkdir(parents=True)
         logger.info("building the new run beside %s; it replaces the previous run only when complete", final)
         return self.run_dir
 
@@ -165,19 +165,19 @@ class RunGuard:
         """What is intact after a stop, and the command that continues (for messages)."""
         if self.final is not None:
             done = epochs_done(self.final)
-            kept = ("the previous complete run" if (self.final / "metrics.json").is_file() else
+            kept = ("the previous complete run" if (self.final / names.METRICS).is_file() else
                     f"its unfinished run (checkpoint after epoch {done}; `{resume_command(self.final)}` continues it)"
                     if done is not None else "what it held before")
             return f"the new run was discarded; {self.final} still holds {kept}."
         run = self.run_dir
-        if run is None or not (run / "config.json").is_file():
+        if run is None or not (run / names.CONFIG).is_file():
             return "nothing was written yet."
         done = epochs_done(run)
         if done is None:
             return (f"no epoch had finished, so there is no checkpoint; `{resume_command(run)}` starts the run over "
                     f"(same settings).")
         try:  # the run's own plan (the user's config may have left epochs to the recipe)
-            total = json.loads((run / "config.json").read_text())["train"]["epochs"]
+            total = read_json(run / names.CONFIG, names.CONFIG)["train"]["epochs"]
         except (OSError, ValueError, KeyError, TypeError):
             total = None
         of = f" of {total}" if isinstance(total, int) else ""
@@ -187,8 +187,8 @@ class RunGuard:
 
 def _concerns(exc: BaseException, dirs: list[Path]) -> bool:
     """Whether a failed write happened in one of ``dirs`` (a read error elsewhere is not ours to explain)."""
-    names = [str(getattr(exc, "filename", "") or ""), str(getattr(exc, "filename2", "") or ""), str(exc)]
-    return any(str(d) in name for d in dirs for name in names if name)
+    texts = [str(getattr(exc, "filename", "") or ""), str(getattr(exc, "filename2", "") or ""), str(exc)]
+    return any(str(d) in text for d in dirs for text in texts if text)
 
 
 def _write_error(guard: RunGuard, exc: BaseException) -> TrainingError | None:
@@ -196,9 +196,7 @@ def _write_error(guard: RunGuard, exc: BaseException) -> TrainingError | None:
     if isinstance(exc, OutputError):  # an atomic write already named the file and the cause
         intact = guard.outcome()
         return TrainingError(f"{exc} {intact[0].upper()}{intact[1:]}")
-    tf = sys.modules.get("tensorflow")
-    errors = (OSError,) + ((tf.errors.OpError,) if tf is not None and hasattr(tf, "errors") else ())
-    if not isinstance(exc, errors):
+    if not isinstance(exc, write_error_types()):
         return None
     why = write_problem(exc)
     dirs = [d for d in (guard.run_dir, guard.final, guard.tmp) if d is not None]
@@ -246,7 +244,7 @@ def run_guard(config: Any) -> Iterator[RunGuard]:
             except KeyboardInterrupt as exc:
                 guard.discard()
                 raise KeyboardInterrupt(f"stopped: {guard.outcome()}") from exc
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - cleanup on any exit; write errors mapped, the rest re-raised
                 built, final = guard.run_dir, guard.final
                 guard.discard()
                 mapped = _write_error(guard, exc)

@@ -13,3 +13,5 @@ EXPORT = "export"                 # the default export folder inside the run
 METADATA = "metadata.json"        # written beside every exported artifact
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+CHECKPOINT_STATE = "state.json"    # inside CHECKPOINTS: the epoch a --resume continues from
+BEST_WEIGHTS = "best.weights.h5"  # inside CHECKPOINTS: the weights at the best monitored value

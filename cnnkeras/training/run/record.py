@@ -10,6 +10,7 @@ from typing import Any
 from cnnkeras.errors import DataError
 from cnnkeras.training.data.arrays import DatasetInfo, SplitArrays
 from cnnkeras.training.data.splits import load_arrays
+from cnnkeras.training.run import names
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     Raises:
         DataError: Missing directory/file or invalid JSON.
     """
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / names.CONFIG
     if not Path(run_dir).is_dir():
         raise DataError(f"run directory not found: {run_dir}")
     if not path.is_file():
@@ -55,7 +56,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     from cnnkeras.errors import UserError
 
     try:  # encoding, nesting and top-level type checked: a hand-edited or foreign file is named, not a traceback
-        config = read_json(path, "config.json")
+        config = read_json(path, names.CONFIG)
     except UserError as exc:
         raise DataError(f"{exc} It was not written by cnnkeras train (or was damaged); train again.") from None
     for key in ("data", "model", "train"):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
 
+from cnnkeras.common.safe_load import read_json
 from cnnkeras.errors import DataError
 from cnnkeras.training.config import TrainConfig
 from cnnkeras.training.data.splits import parse_image_size
 from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.run import names
 from cnnkeras.training.run.record import read_run_config
 from cnnkeras.training.run.rundir import is_complete
 
@@ -42,9 +43,10 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
     """
     run_dir = Path(config.resume)
     saved = read_run_config(run_dir)
-    fresh = not (run_dir / "checkpoints" / "state.json").is_file()  # stopped before its first epoch ended
+    state_file = run_dir / names.CHECKPOINTS / names.CHECKPOINT_STATE
+    fresh = not state_file.is_file()  # stopped before its first epoch ended
     try:
-        state = {"epoch": 0} if fresh else json.loads((run_dir / "checkpoints" / "state.json").read_text())
+        state = {"epoch": 0} if fresh else read_json(state_file, "checkpoint state")
         stored = dict(saved["train"])
         for fact in RECORDED_ONLY:  # what training recorded about itself, not options
             stored.pop(fact, None)

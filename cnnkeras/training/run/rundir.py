@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cnnkeras.common.model_files import load_keras_model
 from cnnkeras.errors import DataError
 from cnnkeras.training.errors import TrainingError
-
-CONFIG, METRICS, MODEL, LABELS = "config.json", "metrics.json", "model.keras", "labels.txt"
+from cnnkeras.training.run.names import CHECKPOINT_STATE, CHECKPOINTS, CONFIG, EXPORT, METRICS, MODEL
 
 
 def versions() -> dict[str, str]:
@@ -67,7 +67,7 @@ def choose_run_dir(out: str | None, project_dir: str, name: str, overwrite: bool
             if path.exists():
                 shutil.rmtree(path)
             path.mkdir(parents=True)
-        (path / "checkpoints").mkdir()
+        (path / CHECKPOINTS).mkdir()
     except OSError as exc:
         raise TrainingError(f"cannot create the run directory {exc.filename or out or project_dir}: "
                             f"{exc.strerror or exc}. Choose a writable --out.") from None
@@ -93,7 +93,7 @@ def _next_free(base: Path, safe: str, guard: object) -> Path:
 
 def _worth_keeping(path: Path) -> bool:
     """Whether a run directory holds anything a failed overwrite must not destroy (a model or a checkpoint)."""
-    return any((path / name).exists() for name in (MODEL, METRICS, "checkpoints/state.json", "export"))
+    return any((path / name).exists() for name in (MODEL, METRICS, f"{CHECKPOINTS}/{CHECKPOINT_STATE}", EXPORT))
 
 
 def check_out(out: str | Path | None, overwrite: bool) -> None:
@@ -122,7 +122,7 @@ def _only_run_leftovers(path: Path) -> bool:
     for entry in path.iterdir():
         if entry.name.startswith("."):
             continue
-        if entry.name == "checkpoints" and entry.is_dir() and not any(entry.iterdir()):
+        if entry.name == CHECKPOINTS and entry.is_dir() and not any(entry.iterdir()):
             continue
         return False
     return True
@@ -140,8 +140,6 @@ def load_run_model(run_dir: str | Path) -> Any:
     Raises:
         DataError: Missing, incomplete (no ``metrics.json``: training did not finish) or corrupt run.
     """
-    from cnnkeras._keras import keras
-
     run = Path(run_dir)
     if not run.is_dir():
         raise DataError(f"run directory not found: {run}")
@@ -151,14 +149,11 @@ def load_run_model(run_dir: str | Path) -> Any:
         raise DataError(f"{run} is an incomplete run (no {METRICS}): training did not finish. Continue it with "
                         f"`cnnkeras train --resume {run}` or train again.")
     path = run / MODEL
-    fix = (f"Rebuild it from the checkpoint: `cnnkeras train --resume {run}`" if (run / "checkpoints" / "state.json")
-           .is_file() else "Train again")
+    fix = (f"Rebuild it from the checkpoint: `cnnkeras train --resume {run}`"
+           if (run / CHECKPOINTS / CHECKPOINT_STATE).is_file() else "Train again")
     if not path.is_file():
         raise DataError(f"{run} has no {MODEL}; the run directory is damaged. {fix}.")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # zip/h5/config errors all mean the file is unusable
-        raise DataError(f"cannot load {path}: {exc}. The file is corrupt. {fix}.") from None
+    return load_keras_model(path, fix=f"{fix}.")
 
 
 def is_complete(run_dir: str | Path) -> bool:

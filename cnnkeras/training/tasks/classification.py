@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.run import names
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class Classification:
         """Learning curves and the confusion matrix."""
         from cnnkeras.training.tasks.plots import plot_confusion_matrix, plot_curves
 
-        plot_curves(history, run_dir / "curves.png", metrics["best_epoch"], label_smoothing=config.label_smoothing)
+        plot_curves(history, run_dir / names.CURVES_PNG, metrics["best_epoch"], label_smoothing=config.label_smoothing)
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), data.info.class_names,
-                              run_dir / "confusion_matrix.png")
+                              run_dir / names.CONFUSION_PNG)
 
     def log_result(self, metrics: dict, run_dir: Path) -> None:
         """The closing log line."""

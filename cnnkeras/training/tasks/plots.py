@@ -10,19 +10,18 @@ import numpy as np
 from cnnkeras.common.fileio import atomic_path
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
+    """``(figure, axes)`` through Matplotlib's object API: no pyplot, so no process-wide backend switch, no
+    display needed (PNGs are rendered by Agg on save) and no figure registry to close."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
     return Path(path)
 
 
@@ -56,13 +55,12 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
     Returns:
         The PNG path.
     """
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
     panels = [("loss", loss_title(label_smoothing)), ("accuracy", "Top-1 accuracy")]
     has_lr = "lr" in history and len(history["lr"])
-    fig, axes = plt.subplots(1, 3 if has_lr else 2, figsize=(13 if has_lr else 9.5, 3.6))
+    fig, axes = _subplots(1, 3 if has_lr else 2, figsize=(13 if has_lr else 9.5, 3.6))
     for ax, (key, title) in zip(axes, panels):
         for name, style in ((key, "-"), (f"val_{key}", "--")):
             if name in history and len(history[name]):
@@ -102,12 +100,11 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     Returns:
         The PNG path.
     """
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     k = len(class_names)
     norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = min(max(4.5, 0.5 * k + 2), 20)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = _subplots(figsize=(size + 1, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     if k <= 30:
@@ -143,9 +140,8 @@ def plot_augment_grid(original: np.ndarray, augmented: list[np.ndarray], labels:
     Returns:
         The PNG path.
     """
-    plt = _pyplot()
     n, cols = len(original), 1 + len(augmented)
-    fig, axes = plt.subplots(n, cols, figsize=(1.3 * cols + 0.6, 1.3 * n + 0.6), squeeze=False)
+    fig, axes = _subplots(n, cols, figsize=(1.3 * cols + 0.6, 1.3 * n + 0.6), squeeze=False)
     for i in range(n):
         for j, batch in enumerate([original] + augmented):
             img = np.clip(batch[i], 0, 255).astype(np.uint8)

@@ -9,7 +9,7 @@ import numpy as np
 
 from cnnkeras.common.masks import IGNORE
 from cnnkeras.common.overlays import colorize, overlay, palette
-from cnnkeras.training.tasks.plots import _pyplot, _save, loss_title
+from cnnkeras.training.tasks.plots import _save, _subplots, loss_title
 
 
 def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
@@ -25,13 +25,12 @@ def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_
     Returns:
         The PNG path.
     """
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
     panels = [("loss", loss_title(label_smoothing) + " per pixel"), ("accuracy", "Pixel accuracy"),
               ("mean_iou", "Mean IoU")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _subplots(1, 3, figsize=(13, 3.6))
     for ax, (key, title) in zip(axes, panels):
         for name, style in ((key, "-"), (f"val_{key}", "--")):
             if len(history.get(name, [])):
@@ -67,9 +66,8 @@ def plot_seg_grid(images: np.ndarray, true: np.ndarray, pred: np.ndarray, class_
 
     from cnnkeras.common.pixel_metrics import iou_from_confusion, pixel_confusion
 
-    plt = _pyplot()
     k, n = len(class_names), len(images)
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.6), squeeze=False)
+    fig, axes = _subplots(n, 3, figsize=(7.5, 2.5 * n + 0.6), squeeze=False)
     for i in range(n):
         img = np.asarray(images[i], np.float32)
         grey = img.shape[-1] == 1

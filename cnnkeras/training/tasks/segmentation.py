@@ -14,6 +14,7 @@ import numpy as np
 from cnnkeras.common.masks import IGNORE
 from cnnkeras.common.pixel_metrics import metrics_from_confusion, pixel_confusion
 from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.run import names
 from cnnkeras.training.tasks.classification import Classification
 
 logger = logging.getLogger(__name__)
@@ -72,12 +73,10 @@ def pixel_metrics(num_classes: int) -> list:
             y, w = valid_only(y_true)
             return super().update_state(y, y_pred, w)
 
-    class PixelMeanIoU(keras.metrics.MeanIoU):
-        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-            y, w = valid_only(y_true)
-            return super().update_state(y, y_pred, w)
-
-    return [PixelAccuracy(name="accuracy"), PixelMeanIoU(num_classes, name="mean_iou", sparse_y_pred=False)]
+    # Keras's own MeanIoU drops the ignore pixels itself. The targets are sparse ids with IGNORE kept
+    # (onehot_targets): with one-hot targets (sparse_y_true=False) an all-zero ignore row would argmax to class 0.
+    mean_iou = keras.metrics.MeanIoU(num_classes, name="mean_iou", ignore_class=IGNORE, sparse_y_pred=False)
+    return [PixelAccuracy(name="accuracy"), mean_iou]
 
 
 def pixel_loss(num_classes: int, from_logits: bool, label_smoothing: float) -> Any:
@@ -182,12 +181,12 @@ class Segmentation(Classification):
         from cnnkeras.training.tasks.plots import plot_confusion_matrix
         from cnnkeras.training.tasks.seg_plots import plot_seg_curves, plot_seg_grid
 
-        plot_seg_curves(history, run_dir / "curves.png", metrics["best_epoch"], label_smoothing=config.label_smoothing)
+        plot_seg_curves(history, run_dir / names.CURVES_PNG, metrics["best_epoch"], label_smoothing=config.label_smoothing)
         plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), data.info.class_names,
-                              run_dir / "confusion_matrix.png", title="Pixel confusion matrix (test)", unit="pixels")
+                              run_dir / names.CONFUSION_PNG, title="Pixel confusion matrix (test)", unit="pixels")
         n = len(self._shown)
         plot_seg_grid(data.split.test[0][:n], data.split.test[1][:n], self._shown, data.info.class_names,
-                      run_dir / "predictions.png", title=f"First {n} test images")
+                      run_dir / names.PREDICTIONS_PNG, title=f"First {n} test images")
 
     def log_result(self, metrics: dict, run_dir: Path) -> None:
         """The closing log line."""

@@ -1,5 +1,4 @@
-"""The model of a transfer run: a pretrained body with a new head, or the body of an earlier run.
-"""
+"""The model of a transfer run: a pretrained body with a new head, or the body of an earlier run."""
 
 from __future__ import annotations
 
@@ -9,7 +8,9 @@ from typing import Any
 
 from cnnkeras._keras import keras, layers
 from cnnkeras.backbones import build_backbone_model, is_head_layer
+from cnnkeras.common.model_files import load_keras_model
 from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.run.names import METRICS, MODEL
 from cnnkeras.training.transfer.phases import freeze_batchnorm
 from cnnkeras.training.transfer.setup import is_pretrained
 
@@ -49,14 +50,12 @@ def build_transfer_model(config: Any, input_shape: tuple[int, int, int], num_cla
 
 
 def _load_source(path: Path) -> Any:
-    file = path / "model.keras" if path.is_dir() else path
+    file = path / MODEL if path.is_dir() else path
     if not file.is_file():
-        raise TrainingError(f"{path} holds no model.keras: is it a finished cnnkeras run? (a run is complete once "
-                            f"metrics.json is written; finish an interrupted one with --resume)")
-    try:
-        return keras.models.load_model(file, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise TrainingError(f"cannot load {file} as a Keras model: {exc}") from None
+        raise TrainingError(f"{path} holds no {MODEL}: is it a finished cnnkeras run? (a run is complete once "
+                            f"{METRICS} is written; finish an interrupted one with --resume)")
+    return load_keras_model(file, fix="Pass a finished cnnkeras run or a model saved with model.save('model.keras').",
+                            error=TrainingError)
 
 
 def model_from_run(run_dir: str | Path, input_shape: tuple[int, int, int], num_classes: int) -> Any:
