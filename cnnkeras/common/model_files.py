@@ -12,7 +12,7 @@ from cnnkeras.errors import DataError, UserError
 # What a truncated, corrupt, foreign or hostile file raises inside Keras (the zip, the h5 weights, the
 # JSON config, layer deserialization). Anything else is a bug in cnnkeras and propagates (exit code 1).
 KERAS_LOAD_ERRORS = (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, EOFError,
-                         RecursionError, zipfile.BadZipFile, zlib.error)
+                     RecursionError, zipfile.BadZipFile, zlib.error)
 
 RESAVE = "Re-save the model with model.save('model.keras')."
 
