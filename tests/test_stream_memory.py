@@ -16,7 +16,8 @@ SIZE = 224  # 16x16 files decoded and resized to 224x224x3: 150 KB each once dec
 # One run: read the folder, one training epoch through the pipeline, validation and test batch-wise.
 SCRIPT = """
 import sys
-from cnnkeras.training.data.splits import load_arrays, make_eval_dataset, make_train_dataset
+from cnnkeras.training.data.pipeline import make_eval_dataset, make_train_dataset
+from cnnkeras.training.data.splits import load_arrays
 split, info = load_arrays("folder:" + sys.argv[1], image_size=(%d, %d), channels=3, stream=sys.argv[2] == "stream")
 assert info.streamed == (sys.argv[2] == "stream")
 for _ in make_train_dataset(*split.train, 4, 8, seed=0, epochs=1):

@@ -20,7 +20,8 @@ import numpy as np
 from cnnkeras._keras import keras, tf
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import cnnkeras.training.data.stream as sm
-from cnnkeras.training.data.splits import load_arrays, make_train_dataset, steps_per_epoch
+from cnnkeras.training.data.pipeline import make_train_dataset, steps_per_epoch
+from cnnkeras.training.data.splits import load_arrays
 batches, real = [], sm.FileImages.decode
 def spy(self, idx):
     batches.append([int(i) for i in np.asarray(idx).reshape(-1)])
