@@ -41,6 +41,36 @@ def loss_title(label_smoothing: float | None = None) -> str:
     return "Loss (cross-entropy)"
 
 
+def history_epochs(history: dict[str, Sequence[float]]) -> np.ndarray:
+    """The 1-based epochs of ``history.csv`` (counted when the column is missing)."""
+    return np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
+
+
+def draw_train_val_panels(axes, epochs: np.ndarray, history: dict[str, Sequence[float]],
+                          panels: Sequence[tuple[str, str]], best_epoch: int | None, train_label: str) -> None:
+    """One panel per ``(key, title)``: the training and validation curves of ``key``, the best epoch marked.
+
+    Args:
+        axes: Matplotlib axes, one per panel (extra axes are left alone).
+        epochs: X values.
+        history: Columns of ``history.csv``.
+        panels: ``(history key, panel title)`` pairs.
+        best_epoch: 1-based epoch of the best checkpoint, or ``None``.
+        train_label: Legend label of the training curve.
+    """
+    for ax, (key, title) in zip(axes, panels):
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            if len(history.get(name, [])):
+                ax.plot(epochs, history[name], style, marker="o", ms=2.5,
+                        label="validation" if name.startswith("val_") else train_label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch})")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+
 def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
                 label_smoothing: float | None = None) -> Path:
     """Plot loss, accuracy and learning rate per epoch (integer epoch ticks).
@@ -57,22 +87,13 @@ def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoc
     """
     from matplotlib.ticker import MaxNLocator
 
-    epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
+    epochs = history_epochs(history)
     panels = [("loss", loss_title(label_smoothing)), ("accuracy", "Top-1 accuracy")]
     has_lr = "lr" in history and len(history["lr"])
     fig, axes = _subplots(1, 3 if has_lr else 2, figsize=(13 if has_lr else 9.5, 3.6))
-    for ax, (key, title) in zip(axes, panels):
-        for name, style in ((key, "-"), (f"val_{key}", "--")):
-            if name in history and len(history[name]):
-                ax.plot(epochs, history[name], style, marker="o", ms=2.5,
-                        label="validation" if name.startswith("val_") else "train")
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch})")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
+    draw_train_val_panels(axes, epochs, history, panels, best_epoch, train_label="train")
+    for ax, (key, _) in zip(axes, panels):
         ax.set_ylabel("loss" if key == "loss" else "accuracy (fraction correct)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if has_lr:
         axes[2].plot(epochs, history["lr"], color="tab:green")
         axes[2].set_title("Learning rate (end of epoch)")

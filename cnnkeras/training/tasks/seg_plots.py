@@ -9,7 +9,7 @@ import numpy as np
 
 from cnnkeras.common.masks import IGNORE
 from cnnkeras.common.overlays import colorize, overlay, palette
-from cnnkeras.training.tasks.plots import _save, _subplots, loss_title
+from cnnkeras.training.tasks.plots import _save, _subplots, draw_train_val_panels, history_epochs, loss_title
 
 
 def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
@@ -27,21 +27,11 @@ def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_
     """
     from matplotlib.ticker import MaxNLocator
 
-    epochs = np.asarray(history.get("epoch", range(1, len(history.get("loss", [])) + 1)), dtype=float)
     panels = [("loss", loss_title(label_smoothing) + " per pixel"), ("accuracy", "Pixel accuracy"),
               ("mean_iou", "Mean IoU")]
     fig, axes = _subplots(1, 3, figsize=(13, 3.6))
-    for ax, (key, title) in zip(axes, panels):
-        for name, style in ((key, "-"), (f"val_{key}", "--")):
-            if len(history.get(name, [])):
-                ax.plot(epochs, history[name], style, marker="o", ms=2.5,
-                        label="validation" if name.startswith("val_") else "train (augmented)")
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="grey", lw=0.8, ls=":", label=f"best (epoch {best_epoch})")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    draw_train_val_panels(axes, history_epochs(history), history, panels, best_epoch, train_label="train (augmented)")
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
