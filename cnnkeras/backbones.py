@@ -276,9 +276,11 @@ def build_backbone_model(backbone: str, input_shape: Sequence[int], num_classes:
     y = layers.Dropout(dropout, name="head_dropout")(y)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(y)
     alpha_tag = f"_a{str(alpha).replace('.', '')}" if alpha is not None else ""
-    model = keras.Model(inputs, outputs, name=name or f"{backbone}{alpha_tag}_{h}x{w}")
-    _name_auto_layers(model)
-    return model
+    # Rename first, on a throw-away view of the graph, then build the model: a functional model records its
+    # nodes by layer name when it is built ("re_lu_37_ib-0"), and get_config (so model.save) drops every node
+    # of a layer renamed afterwards, which leaves a file whose graph keras.models.load_model loops on forever.
+    _name_auto_layers(keras.Model(inputs, outputs, name="draft"))
+    return keras.Model(inputs, outputs, name=name or f"{backbone}{alpha_tag}_{h}x{w}")
 
 
 _OP_NAME = re.compile(r"^tf\.(?:__operators__\.|math\.|nn\.)?([a-z_]+?)(?:_\d+)?$")
@@ -299,7 +301,11 @@ def _auto_named(layer: Any) -> str | None:
 
 
 def _name_auto_layers(model: Any) -> None:
-    """Rename Keras' auto-named layers after the nearest explicitly named layer upstream (deterministic)."""
+    """Rename Keras' auto-named layers after the nearest explicitly named layer upstream (deterministic).
+
+    Only on a graph no model will be saved from: call it on a draft, then build the real ``keras.Model``
+    on the same tensors (a model built before the rename serializes the renamed layers without inputs).
+    """
     taken = {layer.name for layer in model.layers}
     explicit: dict[str, str] = {}
     for layer in model.layers:  # topological order: parents come first

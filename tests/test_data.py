@@ -69,13 +69,16 @@ def test_folder_rgb_with_train_val_test_subfolders(tmp_path):
     assert info.counts == {"train": [5, 5], "val": [2, 2], "test": [3, 3]}
 
 
-def test_folder_mixed_sizes_and_modes_need_and_use_image_size(tmp_path):
+def test_folder_mixed_sizes_and_modes_get_a_default_or_use_image_size(tmp_path, caplog):
     root = _folder(tmp_path / "d", classes=("a", "b"), per_class=3)
     _png(root / "a" / "big.png", size=(20, 24), mode="RGB")
-    with pytest.raises(DataError, match="mix grey and colour"):
-        load_arrays(f"folder:{root}")
-    with pytest.raises(DataError, match="mixed sizes.*--image-size"):
-        load_arrays(f"folder:{root}", channels=1)
+    with caplog.at_level("INFO", logger="cnnkeras.training.data.folder_arrays"):
+        _, info = load_arrays(f"folder:{root}")  # grey + colour -> colour; six 16x16 and one 20x24 -> the median
+    assert info.input_shape == (16, 16, 3)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "--channels 1" in said and "mixed sizes" in said and "16x16" in said and "--image-size HxW" in said
+    _, info = load_arrays(f"folder:{root}", channels=1)
+    assert info.input_shape == (16, 16, 1)
     split, info = load_arrays(f"folder:{root}", image_size="16x16", channels=3, val_fraction=0.2, test_fraction=0.2)
     assert info.input_shape == (16, 16, 3) and split.train[0].shape[1:] == (16, 16, 3)
 

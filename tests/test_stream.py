@@ -93,11 +93,11 @@ def test_streamed_bad_images_are_reported_or_skipped_like_in_memory(tmp_path):
     assert np.array_equal(np.asarray(st.train[0]), mem.train[0])
 
 
-def test_mixed_modes_without_channels_fail_the_same_way_when_streamed(tmp_path):
+def test_mixed_modes_and_sizes_without_flags_resolve_the_same_way_when_streamed(tmp_path):
     root = make_folder(tmp_path / "d", per_class=6)
-    for stream in (False, True):
-        with pytest.raises(DataError, match="mix grey and colour modes"):
-            load_arrays(f"folder:{root}", image_size="8x8", stream=stream)
+    (mem, mem_info), (st, st_info) = _both(root, image_size=None, channels=None)
+    assert mem_info.input_shape == st_info.input_shape == (15, 13, 3)  # the median size (EXIF applied), colour
+    assert np.array_equal(np.asarray(st.train[0]), mem.train[0])
 
 
 def test_automatic_streaming_above_the_memory_threshold_logs_why(tmp_path, monkeypatch, caplog):

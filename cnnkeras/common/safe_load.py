@@ -171,28 +171,35 @@ def restricted_pickle_load(fh: BinaryIO, where: str) -> Any:
         raise UserError(f"{where}: not a readable dataset batch ({type(exc).__name__}: {exc}).") from None
 
 
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
+def read_text(path: str | os.PathLike, what: str = "file", fix: str | None = None) -> str:
     """Read a small text file: UTF-8 (optional BOM) or UTF-16/UTF-32 with a BOM.
 
     Args:
         path: The file.
         what: What it is, for messages.
+        fix: How to repair it, said after the problem (default: advice for a text file the user wrote).
 
     Returns:
         The decoded text.
 
     Raises:
-        UserError: Too large, unreadable, or not decodable (the byte offset is named).
+        UserError: Too large, unreadable (missing, a folder, no permission), or not decodable (the byte
+            offset is named), or binary (NUL characters).
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise UserError(f"{path}: {what} of {size:,} bytes is larger than the {MAX_TEXT_BYTES:,}-byte limit "
-                            f"for a text file of this kind.")
-        data = path.read_bytes()
+        if path.is_dir():
+            raise UserError(f"{path}: {what} is a folder, not a file. {fix or 'Replace it with the file.'}")
+        with open(path, "rb") as fh:  # bounded: a link to /dev/zero or a growing file cannot exhaust memory
+            data = fh.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            size = path.stat().st_size
+            size = f"{size:,} bytes" if size > MAX_TEXT_BYTES else "endless bytes"  # a device or a growing file
+            raise UserError(f"{path}: {what} of {size} is larger than the {MAX_TEXT_BYTES:,}-byte limit for a "
+                            f"text file of this kind. "
+                            f"{fix or 'It is not what its name says.'}")
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc}).") from None
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc}).{' ' + fix if fix else ''}") from None
     for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xef\xbb\xbf", "utf-8-sig"),
                        (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if data.startswith(bom):
@@ -203,37 +210,41 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid {codec.upper().replace('-SIG', '')} text (byte "
-                        f"{data[exc.start:exc.start + 1]!r} at offset {exc.start}: {exc.reason}). Save it as "
-                        f"UTF-8.") from None
+                        f"{data[exc.start:exc.start + 1]!r} at offset {exc.start}: {exc.reason}). "
+                        f"{fix or 'Save it as UTF-8.'}") from None
     if "\0" in text:
-        raise UserError(f"{path}: {what} contains NUL characters; it is binary, not text. Save it as UTF-8 text.")
+        raise UserError(f"{path}: {what} contains NUL characters; it is binary, not text. "
+                        f"{fix or 'Save it as UTF-8 text.'}")
     return text
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | None = dict) -> Any:
+def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | None = dict,
+              fix: str | None = None) -> Any:
     """Read a small JSON side file (``metadata.json``, ``micro.json``, ``config.json``) from untrusted disk.
 
     Args:
         path: The file.
         what: What it is, for messages.
         expect: The required top-level type (``dict`` by default; ``None`` accepts any).
+        fix: How to repair it, said after the problem (e.g. "Re-run the export.").
 
     Returns:
         The parsed value.
 
     Raises:
-        UserError: Unreadable, not UTF-8, invalid JSON, nested too deeply, or not of type ``expect``.
+        UserError: Unreadable, a folder, not UTF-8, invalid JSON, nested too deeply, or not of type ``expect``.
     """
     import json
 
-    text = read_text(path, what)
+    text = read_text(path, what, fix)
+    after = f" {fix}" if fix else ""
     try:
         value = json.loads(text)
     except RecursionError:
-        raise UserError(f"{path}: {what} is nested too deeply to be one of ours; it is damaged or forged.") from None
+        raise UserError(f"{path}: {what} is nested too deeply to be one of ours; it is damaged or forged.{after}") from None
     except ValueError as exc:  # JSONDecodeError, and int() of a 5,000-digit literal
-        raise UserError(f"{path}: {what} is not valid JSON ({exc}).") from None
+        raise UserError(f"{path}: {what} is not valid JSON ({exc}).{after}") from None
     if expect is not None and not isinstance(value, expect):
         raise UserError(f"{path}: {what} must hold a JSON {'object' if expect is dict else expect.__name__}. "
-                        f"Received: {type(value).__name__}")
+                        f"Received: {type(value).__name__}.{after}")
     return value

@@ -16,6 +16,13 @@ from cnnkeras.export.options import ExportOptions
 from cnnkeras.training import names as run_files
 
 
+@dataclasses.dataclass
+class RunData(Data):
+    """A run's ``Data`` plus what checking its data fingerprint found (``report.json`` and ``metadata.json`` carry it)."""
+
+    provenance: dict | None = None
+
+
 def _check_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: no such run directory. Train first: cnnkeras train --data digits --out {run_dir}")
@@ -61,12 +68,13 @@ def export_run(run_dir: str | Path, options: ExportOptions | None = None, **over
     with export_locks(run_dir, out):
         _check_run_dir(run_dir)
         model = training.load_run_model(run_dir)
-        splits, info = training.run_data(run_dir)
-        data = Data(*splits.train, *splits.test, list(info.class_names))
+        # The data checked against the run's fingerprint: changed data is refused unless --data-changed ok.
+        splits, info = training.run_data(run_dir, data_changed=opts.data_changed)
+        data = RunData(*splits.train, *splits.test, list(info.class_names), provenance=splits.provenance)
         train_cfg = training.read_run_config(run_dir).get("train") or {}
         smoothing = float(train_cfg.get("label_smoothing") or 0.0)
         augment = _run_augmenter(train_cfg, info) if opts.fine_tune_augment else None
-        kwargs = {k: v for k, v in opts.run_kwargs().items() if k not in ("out", "fine_tune_augment")}
+        kwargs = {k: v for k, v in opts.run_kwargs().items() if k not in ("out", "fine_tune_augment", "data_changed")}
         return export_model(model, data, out=out, **kwargs, source_run=str(run_dir), label_smoothing=smoothing,
                             augment=augment, seed=int(train_cfg.get("seed") or 0), warnings=_run_warnings(run_dir))
 
@@ -84,7 +92,8 @@ def _resolve_options(options: ExportOptions | None, overrides: dict[str, Any]) -
 
 def _run_warnings(run_dir: Path) -> list[str]:
     """The ``warnings`` training recorded in ``metrics.json`` (e.g. accuracy at chance), repeated in the report."""
-    found = read_json(run_dir / run_files.METRICS, "the run's metrics.json").get("warnings") or []
+    found = read_json(run_dir / run_files.METRICS, "the run's metrics.json",
+                      fix=f"Finish the run (cnnkeras train --resume {run_dir}) or train again.").get("warnings") or []
     return [str(w) for w in found] if isinstance(found, list) else [str(found)]
 
 

@@ -185,13 +185,17 @@ def verify_integrity(artifact: str | Path) -> bool:
     meta_file = artifact.parent / METADATA_FILE
     if not meta_file.is_file():
         return False
-    try:
-        recorded = json.loads(meta_file.read_text(encoding="utf-8")).get("sha256") or {}
-        if not isinstance(recorded, dict):
-            raise ValueError(f"'sha256' must be an object of file: digest, not {type(recorded).__name__}")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as exc:
-        raise ExportError(f"{meta_file}: cannot read the recorded checksums ({exc}). Re-run the export, or pass "
-                          "--no-verify to skip the integrity check.") from exc
+    from cnnkeras.common.safe_load import read_json
+    from cnnkeras.errors import UserError
+
+    fix = "Re-run the export, or pass --no-verify to skip the integrity check."
+    try:  # size, encoding, nesting and top-level type checked
+        recorded = read_json(meta_file, METADATA_FILE, fix=fix).get("sha256") or {}
+    except UserError as exc:
+        raise ExportError(str(exc)) from None
+    if not isinstance(recorded, dict):
+        raise ExportError(f"{meta_file}: 'sha256' must be an object of file: digest, not {type(recorded).__name__}. "
+                          f"{fix}")
     prefix = artifact.name + "/"
     mine = {rel: digest for rel, digest in recorded.items() if rel == artifact.name or rel.startswith(prefix)}
     if not mine:
@@ -233,11 +237,15 @@ def read_class_names(artifact: str | Path, metadata: dict | None = None) -> list
         return [str(n) for n in names]
     for folder in (artifact, artifact.parent) if artifact.is_dir() else (artifact.parent,):
         labels = folder / run_files.LABELS
-        if labels.is_file():
-            try:
-                lines = [line.strip() for line in labels.read_text(encoding="utf-8").splitlines()]
-            except (OSError, UnicodeDecodeError) as exc:
-                log.warning("%s: cannot read the class names (%s); printing class indices.", labels, exc)
+        if labels.exists():
+            from cnnkeras.common.safe_load import read_text
+            from cnnkeras.errors import UserError
+
+            try:  # size, encoding, NUL bytes and folders checked
+                lines = [line.strip() for line in read_text(labels, run_files.LABELS).splitlines()]
+            except UserError as exc:
+                log.warning("%s; printing class indices instead of names. Write one class name per line (UTF-8), "
+                            "or re-export.", exc)
                 return None
             while lines and not lines[-1]:
                 lines.pop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -72,8 +71,14 @@ class MicroPredictor(Predictor):
                               "run `cnnkeras export RUN_DIR` to create one.")
         self.data = self.model_file.read_bytes()
         validate_tflite_bytes(self.data, str(self.model_file))
+        from cnnkeras.common.safe_load import read_json
+        from cnnkeras.errors import UserError
+
         try:
-            self.info = json.loads(info_file.read_text(encoding="utf-8"))
+            self.info = read_json(info_file, micro.INFO_FILE, fix="Re-export the package.")
+        except UserError as exc:  # size, encoding, nesting, not an object
+            raise ExportError(str(exc)) from None
+        try:
             shape = [int(v) for v in self.info["input"]["shape"][1:]]
         except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
             raise ExportError(f"{info_file}: unreadable micro package description ({type(exc).__name__}: {exc}); "

@@ -9,8 +9,10 @@ here is a flag and an argument at once. A field that only the CLI uses carries
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from cnnkeras.common.cliargs import Flag
 
 
 @dataclass
@@ -34,6 +36,10 @@ class ExportOptions:
         overwrite: Replace an existing export folder.
         strict: Exit with code 3 when any artifact fails its checks (for CI); without it a failure is
             reported loudly and the export still completes.
+        data_changed: What to do when the run's data changed since training (files added, removed or edited:
+            its recorded data fingerprint no longer matches): refuse (default, exit 2), or ok: export anyway,
+            with folder splits rebuilt from the files recorded at training, and a failed provenance row in the
+            report (--strict then exits 3).
     """
 
     formats: list[str] | None = None
@@ -50,6 +56,7 @@ class ExportOptions:
     latency_runs: int = 50
     overwrite: bool = False
     strict: bool = False
+    data_changed: str = field(default="refuse", metadata={"cli": Flag(choices=["refuse", "ok"])})
 
     def run_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``export_run`` (fields marked ``cli_only`` left out).

@@ -63,6 +63,11 @@ def check_artifacts(report: dict, written: dict[str, Path], data: Data, ex: Arti
             entry = {"format": name, "path": path.name, "error": f"written but cannot be run: {exc}"}
         entry.update(ex.facts.get(name, {}))
         report["artifacts"].append(entry)
+    provenance = getattr(data, "provenance", None)  # a run's data fingerprint check (cnnkeras.export.from_run)
+    if provenance:
+        report["provenance"] = provenance
+        if provenance.get("status") == "fail":  # a failed row: counted in "failed", --strict exits 3
+            report["artifacts"].append(verify.provenance_row(provenance))
     by = {a["format"]: a for a in report["artifacts"]}
     report["float_accuracy"] = by["keras"].get("accuracy")
     if by["keras"].get("metric") == "mean_iou":  # segmentation: rows are judged on mean IoU (cnnkeras.export.segverify)

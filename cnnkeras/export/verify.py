@@ -140,6 +140,42 @@ def _micro_failures(entry: dict) -> list[str]:
     return out
 
 
+PROVENANCE = "provenance"  # the report row of a failed data fingerprint check
+
+
+def provenance_row(provenance: dict) -> dict:
+    """The report row of a failed data check: the run's data changed since training (``--data-changed ok``).
+
+    Args:
+        provenance: What :func:`cnnkeras.training.run.record.run_data` found (``status``, ``failures``, ...).
+
+    Returns:
+        A row that :func:`judge` marks ``fail`` with the changes as its failures.
+    """
+    return {"format": PROVENANCE, "failures": list(provenance.get("failures") or ["the data changed since training"]),
+            "data_fingerprint": {k: provenance.get(k) for k in ("method", "recorded", "now")}}
+
+
+def _provenance_lines(report: dict) -> list[str]:
+    """report.md's data section: what the artifacts were proven on, and a loud failure when it changed."""
+    prov = report.get("provenance")
+    if not prov:
+        return []
+    now = prov.get("now") or {}
+    counts = ", ".join(f"{k} {v.get('count')} ({str(v.get('digest'))[:12]})" for k, v in (now.get("splits") or {}).items())
+    if prov.get("status") == "fail":
+        lines = ["## PROVENANCE CHECK FAILED", "",
+                 "**The run's data changed since training: these artifacts were not proven on the data the model "
+                 "was judged on** (exported with `--data-changed ok`"
+                 + ("; folder splits rebuilt from the files recorded at training" if prov.get("rebuilt_from_recorded_files")
+                    else "") + "):", ""]
+        return lines + [f"- {f}" for f in prov.get("failures") or []] + ["", f"Data used ({now.get('method')}): {counts}.", ""]
+    if prov.get("status") == "unchecked":
+        return ["> **Provenance not checked:** the run was trained before cnnkeras recorded a fingerprint of its data; "
+                "the test split is re-derived from the data as it is now.", ""]
+    return [f"Data provenance: verified against the fingerprint recorded at training ({now.get('method')}: {counts}).", ""]
+
+
 def _fmt_size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -162,7 +198,7 @@ def table(report: dict) -> str:
     rows = []
     for a in report["artifacts"]:
         status = "pass" if a.get("status") == "pass" else "FAIL: " + "; ".join(_short(f) for f in a.get("failures", []))
-        if a.get("error"):
+        if a.get("error") or a["format"] == PROVENANCE:
             rows.append([a["format"], "-", "-", "-", "-", "-", "-", "-", "-", status])
             continue
         if a["format"] == "micro" and status == "pass":
@@ -217,6 +253,7 @@ def markdown(report: dict) -> str:
               if report.get("float_mean_iou") is not None else f"float Keras accuracy: {report.get('float_accuracy')}%.")
            + (" The model emits logits: a Softmax layer was appended, so every artifact outputs probabilities."
               if report.get("softmax_appended") else ""), ""]
+    out += _provenance_lines(report)
     for w in report.get("warnings") or []:
         out += [f"> **Warning from training:** {w}", ""]
     out += ["```", table(report), "```", ""]

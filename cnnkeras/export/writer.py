@@ -56,6 +56,11 @@ class ArtifactWriter:
         self.base = {"input_shape": list(model.input_shape[1:]), "input_range": [0, 255],
                      "normalization": _normalization(model), "class_names": list(data.class_names),
                      "outputs": "logits" if optimize.outputs_logits(model) else "probabilities"}
+        provenance = getattr(data, "provenance", None)  # metadata.json: the data the artifacts were proven on
+        if provenance:
+            self.base["data_fingerprint"] = {"status": provenance.get("status"), **(provenance.get("now") or {}),
+                                             **({"recorded": provenance.get("recorded")}
+                                                if provenance.get("status") == "fail" else {})}
         from cnnkeras.export.segverify import is_segmentation
 
         # The task rides in metadata.json and in every artifact's contract (predict reads it).

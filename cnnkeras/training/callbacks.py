@@ -128,22 +128,51 @@ def truncate_history(path: Path, epochs_done: int) -> None:
         path: ``history.csv``.
         epochs_done: Epochs the checkpoint holds (rows 1..epochs_done stay).
     """
-    if not path.is_file():
+    if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].strip().isdigit()
-                        and int(ln.split(",", 1)[0]) <= epochs_done]
+    lines = _history_text(path).splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if _epoch_of(ln) is not None and _epoch_of(ln) <= epochs_done]
     atomic_write_text(path, "".join(keep))
 
 
-def read_history(path: Path) -> dict[str, list[float]]:
-    """Columns of ``history.csv`` as floats (non-numeric cells skipped; missing file: empty)."""
-    import csv
+def _epoch_of(line: str) -> int | None:
+    """The epoch number a ``history.csv`` row starts with (``None``: not a row of ours)."""
+    first = line.split(",", 1)[0].strip()
+    return int(first) if first.isascii() and first.isdigit() and len(first) <= 9 else None
 
-    if not path.is_file():
+
+HISTORY_FIX = ("history.csv is the per-epoch log cnnkeras train writes; delete it to go on without the earlier "
+               "epochs' rows (history.csv and curves.png then start at the next epoch), or train again.")
+
+
+def _history_text(path: Path) -> str:
+    """``history.csv`` as text: UTF-8, size-limited, no NUL bytes (else a DataError that says what to do)."""
+    from cnnkeras.common.safe_load import read_text
+    from cnnkeras.errors import DataError, UserError
+
+    try:
+        return read_text(path, "history.csv", fix=HISTORY_FIX)
+    except UserError as exc:
+        raise DataError(str(exc)) from None
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Columns of ``history.csv`` as floats (non-numeric cells skipped; missing file: empty).
+
+    Raises:
+        DataError: The file is not UTF-8 text, too large, a folder, or not CSV (named, with the fix).
+    """
+    import csv
+    import io
+
+    if not path.exists():
         return {}
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        rows = list(csv.DictReader(io.StringIO(_history_text(path), newline="")))
+    except csv.Error as exc:  # e.g. a field over csv's size limit
+        from cnnkeras.errors import DataError
+
+        raise DataError(f"{path}: history.csv is not a CSV table ({exc}). {HISTORY_FIX}") from None
     cols: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():

@@ -45,7 +45,8 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "spec": Flag(metavar="FILE", help="YAML/JSON model spec file", exclusive="model"),
     "model_args": Flag(metavar="JSON", help="zoo model overrides, e.g. '{\"dropout\": 0.3}'",
                        convert=lambda t: _json_arg(t, "--model-args")),
-    "image_size": Flag(metavar="HxW", help="resize images (required for folders of mixed sizes)"),
+    "image_size": Flag(metavar="HxW", help="resize images (default: one shared size is kept; mixed sizes get "
+                       "their median size, longest side capped at 96)"),
     "channels": Flag(choices=(1, 3), help="convert images to grey (1) or RGB (3)"),
     "augment": Flag(metavar="SPEC", help="default | none | comma-separated options, e.g. default,vflip or "
                     "hflip,crop=4,translate=0.1,rotate=10,zoom=0.1,brightness=0.2,contrast=0.2,"

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from cnnkeras.common.fileio import atomic_path, atomic_write_json, atomic_write_text
 from cnnkeras.training.config import TrainConfig
+from cnnkeras.training.data.fingerprint import fingerprint
 from cnnkeras.training.data.pipeline import steps_per_epoch
 from cnnkeras.training.data.splits import load_arrays, parse_image_size
 from cnnkeras.training.errors import TrainingError
@@ -34,6 +35,7 @@ from cnnkeras.training.run.guard import run_guard
 from cnnkeras.training.run.names import CHECKPOINTS, CONFIG, HISTORY, LABELS, METRICS, MODEL
 from cnnkeras.training.run.record import read_run_config
 from cnnkeras.training.run.resume import absolute_source as _absolute_source
+from cnnkeras.training.run.resume import check_resume_data as _check_resume_data
 from cnnkeras.training.run.resume import resume_config as _resume_config
 from cnnkeras.training.run.rundir import check_out, choose_run_dir, versions
 from cnnkeras.training.tasks import for_info
@@ -111,6 +113,8 @@ def _train(config: TrainConfig, extra_callbacks: list) -> Path:
     strategy = make_strategy(config.strategy, config.devices)
     _seed_process(config)
     data = _load_data(config)
+    if resume_from is not None:
+        _check_resume_data(resume_from, data.split)  # the same data the run started with, or a DataError
     config = data.config
     built = _build_and_compile(config, data, strategy)
     chief = config.strategy != "multiworker" or is_chief()
@@ -155,6 +159,8 @@ def _load_data(config: TrainConfig) -> _Data:
     source = _absolute_source(config.data)
     split, info = load_arrays(source, **data_args)
     data_args["stream"] = bool(info.streamed)  # the automatic choice, recorded: --resume and export read alike
+    if source.startswith("folder:"):  # the size and channels a folder resolved to: export and predict read the same
+        data_args.update(image_size=list(info.input_shape[:2]), channels=int(info.input_shape[2]))
     task = for_info(info)  # classification or segmentation: cnnkeras.training.tasks holds every difference
     config = task.resolve_recipe(config, info, len(split.train[1]))
     config = dataclasses.replace(config, data=source, stream=bool(info.streamed))  # an absolute path resumes anywhere
@@ -230,6 +236,10 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
         "dataset": data.info.to_dict(),
         "versions": versions(),
     }
+    # Every split's files (path, bytes, sha256) or array digests: export, analyze and --resume check the data.
+    found = fingerprint(data.split) if chief and resume_from is None else None
+    if found is not None:
+        full_config["data_fingerprint"] = found
     if resume_from is None:
         _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
                                  atomic_write_text(run_dir / LABELS, "\n".join(data.info.class_names) + "\n")))

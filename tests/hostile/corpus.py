@@ -58,9 +58,10 @@ def cases() -> list[Case]:
     from corpus_images import image_cases
     from corpus_options import option_cases
     from corpus_runs import run_cases
+    from corpus_sidefiles import side_file_cases
     from corpus_specs import spec_cases
 
-    out = [*image_cases(), *spec_cases(), *data_cases(), *option_cases(), *run_cases()]
+    out = [*image_cases(), *spec_cases(), *data_cases(), *option_cases(), *run_cases(), *side_file_cases()]
     ids = [c.id for c in out]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -74,6 +74,11 @@ class SplitArrays:
     train: Arrays
     val: Arrays
     test: Arrays
+    # Where each row came from (cnnkeras.training.data.fingerprint.origin): the files of a folder source, or the
+    # digests of array sources; None when unknown. config.json's data_fingerprint is computed from it.
+    origin: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # What checking the run's recorded data fingerprint found (cnnkeras.training.run.record.run_data), else None.
+    provenance: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def batches(self, split: str, batch_size: int = 256) -> Any:
         """Yield ``(images, labels)`` of a split in order, ``batch_size`` at a time.
@@ -108,22 +113,50 @@ class SplitArrays:
         return getattr(self, split)
 
 
+class _Tagged:
+    """Image rows with one id per row: the split-off's ``x[index]`` takes both, so ids follow their rows."""
+
+    def __init__(self, x: Any, ids: np.ndarray):
+        self.x, self.ids = x, ids
+
+    @property
+    def shape(self) -> tuple:
+        return self.x.shape
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: Any) -> "_Tagged":
+        return _Tagged(self.x[key], self.ids[key])
+
+
 def fill_splits(train: Any, val: Any, test: Any, *, has_test: bool, val_fraction: float, test_fraction: float,
-                seed: int, source: str, split_off: Callable[..., tuple]) -> SplitArrays:
+                seed: int, source: str, split_off: Callable[..., tuple],
+                ids: dict[str, np.ndarray] | None = None) -> SplitArrays:
     """Split test and validation sets off the training pairs where the source has none; check one image shape.
 
     Shared by classification and segmentation (``split_off(pair, fraction, seed, what)`` is the task's
     seeded split: stratified by class, or plain for masks).
 
+    Args:
+        ids: One id per row of each given split (``cnnkeras.training.data.fingerprint.raw_ids``); the result's
+            ``origin`` is then ``{"rows": {split: ids in row order}}``.
+
     Raises:
         DataError: A fraction leaves a side empty, or the splits' image shapes differ.
     """
+    if ids is not None:
+        train, val, test = ((None if p is None else (_Tagged(p[0], ids[k]), p[1]))
+                            for k, p in (("train", train), ("val", val), ("test", test)))
     if test is None:
         train, test = split_off(train, test_fraction, seed, "test")
     if val is None:
         train, val = split_off(train, val_fraction / (1.0 - test_fraction) if not has_test else val_fraction,
                                seed + 1, "validation")
     split = SplitArrays(train=train, val=val, test=test)
+    if ids is not None:
+        rows = {k: getattr(split, k)[0].ids for k in ("train", "val", "test")}
+        split = SplitArrays(**{k: (getattr(split, k)[0].x, getattr(split, k)[1]) for k in rows}, origin={"rows": rows})
     shapes = {tuple(a[0].shape[1:]) for a in (split.train, split.val, split.test)}
     if len(shapes) != 1:
         raise DataError(f"{source}: splits have different image shapes {sorted(shapes)}; pass --image-size and "

@@ -26,3 +26,7 @@ class RawSource:
     native_size: bool = False  # arrays already have the requested size/channels
     streamed: bool = False  # images are cnnkeras.training.data.stream.FileImages (decoded from disk batch by batch)
     task: str = "classification"  # "segmentation": y are (N, H, W) class-id masks (cnnkeras.training.data.segmentation)
+    # Folder sources: per split, the file(s) of each row in row order (a path, or (image, mask) paths), and the
+    # folder they are relative to; the data fingerprint (cnnkeras.training.data.fingerprint) hashes them.
+    files: dict[str, list] | None = None
+    root: str | None = None

@@ -35,6 +35,7 @@ def finish_segmentation(raw: Any, source: str, size: tuple[int, int] | None, cha
         DataError: Empty splits, out-of-range mask values, classes with no training pixels.
     """
     from cnnkeras.training.data.arrays import DatasetInfo, fill_splits
+    from cnnkeras.training.data.fingerprint import origin, raw_ids
 
     def convert(pair: Any) -> Any:
         if pair is None:
@@ -47,7 +48,8 @@ def finish_segmentation(raw: Any, source: str, size: tuple[int, int] | None, cha
 
     train, val, test = convert(raw.train), convert(raw.val), convert(raw.test)
     split = fill_splits(train, val, test, has_test=raw.test is not None, val_fraction=val_fraction,
-                        test_fraction=test_fraction, seed=seed, source=source, split_off=_split)
+                        test_fraction=test_fraction, seed=seed, source=source, split_off=_split, ids=raw_ids(raw))
+    split.origin = origin(raw, split.origin["rows"])  # which files (or array rows) each split holds
     train, val, test = split.train, split.val, split.test
     counts = pixel_counts(split, raw.class_names, source)
     info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),

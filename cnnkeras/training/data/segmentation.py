@@ -36,11 +36,15 @@ _SPLITS = {"train": ("train", "training"), "val": ("val", "validation", "valid")
 
 def _class_names(root: Path, found_max: int) -> list[str]:
     path = root / "classes.txt"
-    if path.is_file():
-        try:
-            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read {path}: {exc}. Write one class name per line (UTF-8).") from None
+    if path.exists():
+        from cnnkeras.common.safe_load import read_text
+        from cnnkeras.errors import UserError
+
+        try:  # size, encoding, NUL bytes and folders checked
+            text = read_text(path, "classes.txt", fix="Write one class name per line as UTF-8 text.")
+        except UserError as exc:
+            raise DataError(str(exc)) from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         if len(names) < 2:
             raise DataError(f"{path} names {len(names)} class(es); segmentation needs at least two (e.g. background "
                             f"and one object class), one name per line.")
@@ -145,14 +149,16 @@ def read_seg_folder(arg: str, image_size: Sequence[int] | None, channels: int | 
     if splits and "train" not in splits:
         raise DataError(f"{root} has {', '.join(sorted(splits))}/ but no train/ folder.")
     folders = splits or {"train": root}
-    names = _class_names(root, 0) if (root / "classes.txt").is_file() else None
+    names = _class_names(root, 0) if (root / "classes.txt").exists() else None
     bad: list[str] = []
     read: dict[str, list] = {}
+    files: dict[str, list] = {}  # the (image, mask) files of each row
     for split, folder in folders.items():
-        read[split] = []
+        read[split], files[split] = [], []
         for img_path, mask_path in _pairs(folder, skip_bad_images, bad):
             try:
                 read[split].append(_read_pair(img_path, mask_path, channels, names))
+                files[split].append((img_path, mask_path))
             except DataError as exc:
                 if not skip_bad_images:
                     raise
@@ -163,8 +169,12 @@ def read_seg_folder(arg: str, image_size: Sequence[int] | None, channels: int | 
         logger.warning("skipped: %s", msg)
     all_pairs = [p for pairs in read.values() for p in pairs]
     kinds = Counter(k for _, _, k in all_pairs)
-    if channels is None and len(kinds) > 1:
-        raise DataError(f"images under {root} mix grey and colour ({dict(kinds)}); pass --channels 1 or 3.")
+    if channels is None and len(kinds) > 1:  # grey images as RGB: the same pixels as PIL's L -> RGB
+        logger.info("%s: %d grey and %d colour images; reading them all as colour (RGB, 3 channels). Pass "
+                    "--channels 1 to read them all as grey.", root, kinds["grey"], kinds["colour"])
+        read = {split: [(np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x, m, k) for x, m, k in pairs]
+                for split, pairs in read.items()}
+        all_pairs = [p for pairs in read.values() for p in pairs]
     sizes = Counter(m.shape for _, m, _ in all_pairs)
     size = tuple(image_size) if image_size is not None else sizes.most_common(1)[0][0]
     if image_size is None and len(sizes) > 1:
@@ -175,7 +185,7 @@ def read_seg_folder(arg: str, image_size: Sequence[int] | None, channels: int | 
     arrays = {s: _stack(pairs, size) for s, pairs in read.items()}
     return RawSource(name=root.resolve().name, class_names=names, train=arrays["train"], val=arrays.get("val"),
                      test=arrays.get("test"), safe_augmentations=SEG_AUGMENT, skipped=bad, native_size=True,
-                     task="segmentation")
+                     task="segmentation", files=files, root=str(root))
 
 
 def _stack(pairs: list, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

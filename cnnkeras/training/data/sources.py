@@ -90,15 +90,16 @@ def _folder(arg: str, image_size: Sequence[int] | None, channels: int | None, sk
         data = scan_folder(listing, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
                            cache=cache)
         splits, skipped = data["splits"], data["skipped"]
+        files = {split: list(x.paths) for split, (x, _) in splits.items()}
     else:
         if cache:
             logger.info("--cache %s is not used: %s is decoded into memory once (pass --stream to stream it "
                         "through the cache)", cache, arg)
         folder = read_folder(listing, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
-        splits, skipped = folder.splits, folder.skipped
+        splits, skipped, files = folder.splits, folder.skipped, folder.paths
     return RawSource(name=Path(arg).expanduser().resolve().name, class_names=listing.class_names,
                      train=splits["train"], val=splits.get("val"), test=splits.get("test"), skipped=skipped,
-                     native_size=True, streamed=streamed)
+                     native_size=True, streamed=streamed, files=files, root=str(listing.root))
 
 
 def _segmentation(kind: str, arg: str, source: str, image_size: Sequence[int] | None, channels: int | None,

@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnkeras.errors import DataError
 from cnnkeras.training.data.arrays import Arrays, DatasetInfo, SplitArrays, fill_splits
+from cnnkeras.training.data.fingerprint import origin, raw_ids
 from cnnkeras.training.data.pipeline import make_eval_dataset, make_train_dataset
 from cnnkeras.training.data.raw import RawSource
 from cnnkeras.training.data.sources import read_source
@@ -118,8 +119,10 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
     Args:
         source: ``digits``, ``shapes[:N]``, ``folder:PATH``, ``npz:PATH``, ``mnist``, ``fashion_mnist``,
             ``cifar10`` or ``cifar100``.
-        image_size: ``(height, width)`` (or ``"HxW"``) to resize to; ``None`` keeps the data's size.
-        channels: 1 or 3 to convert to; ``None`` keeps the data's channels.
+        image_size: ``(height, width)`` (or ``"HxW"``) to resize to; ``None`` keeps the data's size (``folder:``
+            images of mixed sizes, or a longest side over 96: the median size, longest side capped at 96, see
+            :func:`cnnkeras.training.data.folder_arrays.default_image_size`).
+        channels: 1 or 3 to convert to; ``None`` keeps the data's channels (a folder mixing grey and colour: 3).
         val_fraction: Fraction for validation when the source has no validation split.
         test_fraction: Fraction for test when the source has no test split.
         seed: Seed for splitting and for generated data.
@@ -172,7 +175,8 @@ def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels:
     val = (convert(raw.val[0]), raw.val[1]) if raw.val is not None else None
     split = fill_splits(train, val, test, has_test=raw.test is not None, val_fraction=val_fraction,
                         test_fraction=test_fraction, seed=seed, source=source,
-                        split_off=lambda pair, frac, s, what: _split(*pair, frac, s, what))
+                        split_off=lambda pair, frac, s, what: _split(*pair, frac, s, what), ids=raw_ids(raw))
+    split.origin = origin(raw, split.origin["rows"])  # which files (or array rows) each split holds
     counts = _check_labels(split, raw.class_names, source)
     info = DatasetInfo(name=raw.name, source=source, class_names=list(raw.class_names),
                        input_shape=tuple(int(d) for d in split.train[0].shape[1:]), num_classes=num_classes,

@@ -30,7 +30,12 @@ import numpy as np
 
 from cnnkeras.common.images import decode_image, image_kind, open_image
 from cnnkeras.errors import DataError
-from cnnkeras.training.data.folder_arrays import bad_image_reason, report_bad_images, resolve_format
+from cnnkeras.training.data.folder_arrays import (
+    bad_image_reason,
+    oriented_size,
+    report_bad_images,
+    resolve_format,
+)
 from cnnkeras.training.data.folders import FolderListing
 from cnnkeras.training.data.stream_cache import DecodedCache
 
@@ -79,8 +84,9 @@ def stream_threshold() -> int:
 def estimate_bytes(listing: FolderListing, image_size: Sequence[int] | None, channels: int | None) -> int:
     """Decoded size of a folder dataset, in bytes, before decoding anything.
 
-    With ``image_size`` the target size counts; without it every image keeps its own size, estimated
-    from the first file's header. Unknown ``channels`` count as 3.
+    With ``image_size`` the target size counts; without it the first file's header estimates every image's
+    size (uncapped: a folder of one large size keeps it, so the estimate errs towards streaming). Unknown
+    ``channels`` count as 3.
 
     Args:
         listing: The folder's files.
@@ -138,7 +144,7 @@ def _probe(path: Path) -> tuple[str, tuple[int, int], int, int] | str:
         return f"{path} ({bad_image_reason(exc)})"
     except OSError as exc:  # removed between listing and reading
         return f"{path} ({exc.strerror or exc})"
-    return image_kind(img), img.size, int(st.st_size), int(st.st_mtime_ns)
+    return image_kind(img), oriented_size(img), int(st.st_size), int(st.st_mtime_ns)
 
 
 def scan_folder(listing: FolderListing, *, image_size: Sequence[int] | None, channels: int | None,
@@ -147,8 +153,9 @@ def scan_folder(listing: FolderListing, *, image_size: Sequence[int] | None, cha
 
     Args:
         listing: From :func:`cnnkeras.training.data.folders.list_folder`.
-        image_size: Target ``(height, width)``; ``None`` requires one size for all images.
-        channels: 1 or 3; ``None`` follows the images.
+        image_size: Target ``(height, width)``; ``None``: the folder's default size
+            (:func:`cnnkeras.training.data.folder_arrays.default_image_size`).
+        channels: 1 or 3; ``None`` follows the images (a mix of grey and colour -> 3).
         skip_bad_images: Skip undecodable files with a warning instead of failing.
         cache: Folder for the decoded-image cache, or ``None``.
 
@@ -156,8 +163,8 @@ def scan_folder(listing: FolderListing, *, image_size: Sequence[int] | None, cha
         ``{"splits": {split: (FileImages, int32 labels)}, "skipped": [...], "image_size", "channels"}``.
 
     Raises:
-        DataError: Undecodable files (without ``skip_bad_images``), mixed modes/sizes without an explicit
-            choice, a split left empty, or an unusable cache folder.
+        DataError: Undecodable files (without ``skip_bad_images``), a split left empty, or an unusable
+            cache folder.
     """
     root = listing.root
     logger.info("checking the %d image files under %s (each decoded once, nothing kept) before streaming them",

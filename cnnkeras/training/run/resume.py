@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cnnkeras.common.safe_load import read_json
-from cnnkeras.errors import DataError
+from cnnkeras.errors import DataError, UserError
 from cnnkeras.training.config import TrainConfig
 from cnnkeras.training.data.splits import parse_image_size
 from cnnkeras.training.errors import TrainingError
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Keys of config.json's "train" that record what training chose (not TrainConfig options).
 RECORDED_ONLY = ("bn_momentum",)
+STATE_FIX = ("checkpoints/state.json is written after each epoch; delete it to start the run over with its own "
+             "settings, or train again.")
 
 
 def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
@@ -44,9 +46,14 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
     run_dir = Path(config.resume)
     saved = read_run_config(run_dir)
     state_file = run_dir / names.CHECKPOINTS / names.CHECKPOINT_STATE
+    if state_file.exists() and not state_file.is_file():
+        raise TrainingError(f"cannot resume {run_dir}: {state_file} is a folder, not a file. {STATE_FIX}")
     fresh = not state_file.is_file()  # stopped before its first epoch ended
     try:
-        state = {"epoch": 0} if fresh else read_json(state_file, "checkpoint state")
+        state = {"epoch": 0} if fresh else read_json(state_file, "checkpoint state", fix=STATE_FIX)
+    except UserError as exc:  # size, encoding, nesting, not an object
+        raise TrainingError(f"cannot resume {run_dir}: {exc}") from None
+    try:
         stored = dict(saved["train"])
         for fact in RECORDED_ONLY:  # what training recorded about itself, not options
             stored.pop(fact, None)
@@ -97,6 +104,23 @@ def resume_config(config: TrainConfig, given: Iterable[str] | None = None,
         logger.warning("resuming with epochs=%d instead of %d: the learning-rate schedule is stretched to match",
                        resumed.epochs, planned)
     return resumed, run_dir
+
+
+def check_resume_data(run_dir: Path, split: Any) -> None:
+    """Refuse to continue a run on data that changed since it started (its recorded ``data_fingerprint``).
+
+    Args:
+        run_dir: The run being resumed.
+        split: The split as loaded now.
+
+    Raises:
+        DataError: The data changed (the message names the change per split).
+    """
+    from cnnkeras.training.data.fingerprint import check
+
+    check(read_run_config(run_dir).get("data_fingerprint"), split, where=str(run_dir),
+          advice="--resume continues a run only on the data it started with: restore the files as they were, or "
+                 "start a new run on the data as it is now.")
 
 
 def _normal(name: str, value: Any) -> Any:

@@ -168,12 +168,13 @@ def is_complete(run_dir: str | Path) -> bool:
     Returns:
         True when both files are there and look whole (JSON object, zip archive).
     """
-    import json
     import zipfile
 
+    from cnnkeras.common.safe_load import read_json
+
     run = Path(run_dir)
-    try:
-        metrics_ok = isinstance(json.loads((run / METRICS).read_text(encoding="utf-8")), dict)
-    except (OSError, ValueError):
+    try:  # size-limited, UTF-8, a JSON object (a UserError is a ValueError)
+        metrics_ok = (run / METRICS).exists() and isinstance(read_json(run / METRICS, METRICS), dict)
+    except ValueError:
         metrics_ok = False
     return metrics_ok and (run / MODEL).is_file() and zipfile.is_zipfile(run / MODEL)
