@@ -74,6 +74,7 @@ def test_wheel_holds_one_top_level_package_and_runs_installed(tmp_path):
         assert zf.read(top_level).decode().split() == ["cnnkeras"]
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"cnnkeras"}
     assert "cnnkeras/export/tflm_worker.py" in names and "cnnkeras/training/data/pipeline.py" in names
+    assert "cnnkeras/targets/boards.yaml" in names  # data files travel with the code
 
     # Installed from the wheel (not the checkout), run from a folder with the user's own files.
     site = tmp_path / "site"
@@ -84,3 +85,5 @@ def test_wheel_holds_one_top_level_package_and_runs_installed(tmp_path):
     where = _run([sys.executable, "-c", "import cnnkeras.export.runtime as m; print(m.__file__)"], tmp_path, env)
     assert where.returncode == 0 and where.stdout.startswith(str(site)), where.stdout + where.stderr
     _assert_full_command(_run([sys.executable, "-m", "cnnkeras"], folder, env))
+    boards = _run([sys.executable, "-m", "cnnkeras", "boards"], folder, env)  # reads the shipped board table
+    assert boards.returncode == 0 and "nucleo-l4r5zi" in boards.stdout, boards.stderr

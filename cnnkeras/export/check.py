@@ -118,13 +118,15 @@ def _qat_issues(model: keras.Model) -> list[dict]:
     return issues
 
 
-def check_model(model: keras.Model, target: str = "tflite-int8", calibration_samples: int = 16) -> dict:
+def check_model(model: keras.Model, target: str = "tflite-int8", calibration_samples: int = 16,
+                artifacts: dict | None = None) -> dict:
     """Convert a model for ``target`` and list everything that would fail.
 
     Args:
         model: The Keras model (random weights are fine).
         target: One of ``tflite``, ``tflite-int8``, ``tflm``, ``qat``.
         calibration_samples: Random calibration images for int8.
+        artifacts: A dict that receives the converted flatbuffer as ``artifacts["tflite"]`` (for ``--board``).
 
     Returns:
         ``{"model", "target", "ok", "issues": [{"where", "problem", "fix"}], "ops"}``, plus
@@ -156,6 +158,8 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
             return {"model": model.name, "target": target, "ok": False, "issues": _flex_issues(exc), "ops": []}
         info = convert.graph_info(data)
         ops = info["ops"]
+        if artifacts is not None:
+            artifacts["tflite"] = data
         if fmt.quantization == "int8" and info["float_tensors"]:
             issues += [_issue(op, "stays in float in the int8 graph (not fully integer)",
                               "replace the layer using it, or accept a float island with --keep-float")

@@ -1,4 +1,4 @@
-"""``cnnkeras export``, ``cnnkeras predict`` and ``cnnkeras check`` (the command is composed in :mod:`cnnkeras.main`).
+"""``cnnkeras export``, ``cnnkeras predict``, ``cnnkeras check`` and ``cnnkeras boards`` (the command is composed in :mod:`cnnkeras.main`).
 
 The export flags are derived from :class:`cnnkeras.export.options.ExportOptions` (:mod:`cnnkeras.common.cliargs`).
 """
@@ -137,18 +137,42 @@ def _predict_command(args: argparse.Namespace) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
+    from cnnkeras.targets.boards import resolve_all
+
+    boards = resolve_all(args.board)  # a bad --board fails before TensorFlow loads
+    target = args.target or ("tflm" if boards else "tflite-int8")
+    if boards and target != "tflm":
+        raise ExportError(f"--board needs the TFLM arena measurement: drop --target {target} (or pass --target tflm).")
     from cnnkeras.common.cli import parse_shape
     from cnnkeras.export.check import build_for_check, check_model, format_check
 
     model = build_for_check(args.model, parse_shape(args.input_shape) if args.input_shape else None, args.num_classes,
                             verify=not args.no_verify, alpha=getattr(args, "alpha", None))
-    result = check_model(model, args.target)
-    print(json.dumps(result, indent=2) if args.json else format_check(result))
+    artifacts: dict = {}
+    result = check_model(model, target, artifacts=artifacts)
+    text = format_check(result)
+    if boards:
+        import cnnkeras
+        from cnnkeras.export.boardcheck import check_boards, format_boards
+
+        summary = cnnkeras.summarize(model)
+        result["macs"] = int(summary.total_macs)
+        result["boards"] = check_boards(summary, result, artifacts.get("tflite"), boards)
+        text += "\n" + (format_boards(result["boards"]) or "boards: not measured (the model does not run in TFLM)")
+    print(json.dumps(result, indent=2) if args.json else text)
     return 0 if result["ok"] else 2
 
 
+def _boards_command(args: argparse.Namespace) -> int:
+    from cnnkeras.targets.boards import boards_json, format_table, load_boards
+
+    boards = list(load_boards().values())
+    print(boards_json(boards) if args.json else format_table(boards))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export``, ``predict`` and ``check`` subcommands.
+    """Add the ``export``, ``predict``, ``check`` and ``boards`` subcommands.
 
     Args:
         subparsers: The top-level parser's subparsers object.
@@ -181,7 +205,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("check", help="will this model export? (before training)")
     p.add_argument("model", metavar="MODEL|SPEC", help="zoo name, backbone (e.g. mobilenet_v2), YAML/JSON spec or .keras file")
-    p.add_argument("--target", default="tflite-int8", choices=["tflite", "tflite-int8", "tflm", "qat"])
+    p.add_argument("--target", default=None, choices=["tflite", "tflite-int8", "tflm", "qat"],
+                   help="conversion kind (default tflite-int8; tflm with --board)")
+    p.add_argument("--board", action="append", metavar="BOARD",
+                   help="fit the model on a board: RAM, flash, margins, latency estimate (repeatable). A name from "
+                        "`cnnkeras boards`, an inline board such as cortex-m4@80MHz,ram=256K,flash=1M (K/KB/KiB = 1024 "
+                        "bytes, M/MB/MiB = 1024 KiB) or a YAML file")
     p.add_argument("--input-shape", metavar="H,W,C")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier of a backbone (mobilenet, mobilenet_v2, "
@@ -190,3 +219,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="skip the sha256 check of a .keras file against metadata.json beside it")
     p.set_defaults(func=_check_command)
+
+    p = subparsers.add_parser("boards", help="the named boards for --board (SRAM, flash, core, clock)",
+                              description="List the board table (cnnkeras/targets/boards.yaml) that `cnnkeras check "
+                                          "--board` and `cnnkeras train --board` use.")
+    p.add_argument("--json", action="store_true", help="every field, with the source of the figures")
+    p.set_defaults(func=_boards_command)

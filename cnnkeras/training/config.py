@@ -92,6 +92,10 @@ class TrainConfig:
         top_k: k of the top-k accuracy in ``metrics.json``.
         tensorboard: Write TensorBoard logs to ``RUN_DIR/logs``.
         verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        board: Target board for a pre-flight before the first epoch: warns (never fails) when the model will
+            probably not fit its RAM/flash and names zoo models that would. A name from ``cnnkeras boards``, an
+            inline board (cortex-m4@80MHz,ram=256K,flash=1M) or a YAML file. Estimates: ``cnnkeras check
+            MODEL --board NAME`` measures.
     """
 
     data: str = "digits"
@@ -145,6 +149,7 @@ class TrainConfig:
     top_k: int = 5
     tensorboard: bool = True
     verbose: int = 1
+    board: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable dict (a ``ModelSpec`` is stored as its dict, paths as strings)."""
@@ -235,6 +240,8 @@ class TrainConfig:
         need(self.stream in (None, True, False), f"stream must be true, false or unset. Received: {self.stream!r}")
         need(self.cache is None or (isinstance(self.cache, str) and self.cache != ""),
              f"cache must be a folder path. Received: cache={self.cache!r}")
+        need(self.board is None or (isinstance(self.board, str) and self.board.strip() != ""),
+             f"board must be a board name, an inline board or a YAML file. Received: board={self.board!r}")
         need(self.class_weight in (None, "balanced") or isinstance(self.class_weight, dict),
              f"class_weight must be None, 'balanced' or a {{class: weight}} dict. Received: {self.class_weight!r}")
 

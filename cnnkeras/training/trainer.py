@@ -108,6 +108,9 @@ def _train(config: TrainConfig, extra_callbacks: list) -> Path:
         config, resume_from = _resume_config(config)
     else:
         check_out(config.out, config.overwrite)  # fail before any work
+    from cnnkeras.targets.boards import resolve_all
+
+    boards = resolve_all(config.board)  # a bad --board fails before the data is read
     from cnnkeras.training.distribute import is_chief, make_strategy
 
     strategy = make_strategy(config.strategy, config.devices)
@@ -117,6 +120,10 @@ def _train(config: TrainConfig, extra_callbacks: list) -> Path:
         _check_resume_data(resume_from, data.split)  # the same data the run started with, or a DataError
     config = data.config
     built = _build_and_compile(config, data, strategy)
+    if boards and not resume_from:
+        from cnnkeras.targets.preflight import preflight
+
+        preflight(built.model, boards, data.info.num_classes, config.model)
     chief = config.strategy != "multiworker" or is_chief()
     run_dir = _open_run_dir(config, data, built, resume_from, chief)
     state, initial_epoch = _restore(config, run_dir, built, strategy, resume=resume_from is not None)

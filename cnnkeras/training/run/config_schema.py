@@ -67,7 +67,7 @@ TRAIN = Obj({
     "monitor": str, "augment": (AUGMENT, str, bool, None), "mixup": NUM, "cutmix": NUM, "augment_on": str, "precision": str,
     "jit": bool, "seed": int, "deterministic": bool, "strategy": str, "devices": (*NUM, None), "out": (str, None),
     "project_dir": (str, None), "overwrite": bool, "resume": (str, None), "final": str, "top_k": NUM,
-    "tensorboard": bool, "verbose": (int, bool), "bn_momentum": (*NUM, None),
+    "tensorboard": bool, "verbose": (int, bool), "bn_momentum": (*NUM, None), "board": (str, None),
 })
 # "dataset": DatasetInfo.to_dict().
 DATASET = Obj({"name": str, "source": str, "class_names": ListOf(str), "input_shape": ListOf(int),
