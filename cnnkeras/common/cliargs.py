@@ -32,6 +32,7 @@ class Flag:
         metavar: Placeholder shown in help.
         help: Help text (default: field metadata or the class docstring).
         nargs: argparse ``nargs`` (e.g. ``"+"`` for a list).
+        action: argparse ``action`` for a non-switch flag (e.g. ``"extend"``: a repeatable list flag).
         convert: Turns the parsed text into the field's value (e.g. JSON); may raise a user error.
         group: Title of the argument group (default: the main options).
         exclusive: Fields with the same name here are mutually exclusive.
@@ -45,6 +46,7 @@ class Flag:
     metavar: str | None = None
     help: str | None = None
     nargs: str | None = None
+    action: str | None = None
     convert: Callable[[Any], Any] | None = None
     group: str | None = None
     exclusive: str | None = None
@@ -147,7 +149,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, table: M
                 kwargs["const"] = True
         else:
             kwargs["type"] = spec.type or _SCALARS.get(kind, str)
-            for key in ("choices", "metavar", "nargs"):
+            for key in ("choices", "metavar", "nargs", "action"):
                 if getattr(spec, key) is not None:
                     kwargs[key] = getattr(spec, key)
             if isinstance(default, (int, float, str)) and not isinstance(default, bool) and "default" not in text:

@@ -16,12 +16,13 @@ from typing import Callable, Sequence
 from cnnkeras._keras import keras, layers
 from cnnkeras.common.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnkeras.common.progress import timed
-from cnnkeras.export import convert, debug, metadata, micro, optimize, verify
+from cnnkeras.export import convert, debug, devices, metadata, micro, optimize, verify
 from cnnkeras.export.errors import ExportCheckFailed, ExportError
 from cnnkeras.export.formats import SELECTIVE_FORMAT, Format, resolve_formats
 from cnnkeras.export.inputs import Data, check_counts
 from cnnkeras.export.proving import check_artifacts
 from cnnkeras.export.writer import ArtifactWriter
+from cnnkeras.targets.boards import resolve_all
 from cnnkeras.training import names as run_files
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                  keep_float: Sequence[str] | None = None, overwrite: bool = False, source_run: str | None = None,
                  latency_runs: int = 50, int8_io: str = "int8", label_smoothing: float = 0.0,
                  augment: Callable[..., object] | None = None, seed: int = 0,
-                 warnings: Sequence[str] = (), strict: bool = False) -> dict:
+                 warnings: Sequence[str] = (), strict: bool = False, boards: Sequence[str] | None = None) -> dict:
     """Export an in-memory model with its data (what :func:`export_run` does after loading the run).
 
     Args:
@@ -68,6 +69,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
             run's seed). Sets the process-wide seeds (``keras.utils.set_random_seed``).
         warnings: Training's warnings about the model (``metrics.json``), repeated in the report.
         strict: See :func:`export_run`.
+        boards: See :func:`export_run` (a device row per board, :mod:`cnnkeras.export.devices`).
 
     Returns:
         The report dict.
@@ -83,6 +85,8 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
     rows = resolve_formats(formats, prune=prune, prune_2_4=prune_2_4, cluster=cluster, keep_float=keep_float)
     if not micro and formats is None:
         rows = [r for r in rows if r.name != "micro"]
+    targets = resolve_all(boards)
+    devices.check_request(targets, rows, int8_io)
     softmax_appended = optimize.outputs_logits(model)
     if softmax_appended:
         # Every artifact promises probabilities (the SavedModel output is even named so): a logits model
@@ -103,8 +107,27 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
         order = [r.name for r in rows]
         report["artifacts"].sort(key=lambda a: order.index(a["format"]) if a["format"] in order else len(order))
         report["failed"] = [a["format"] for a in report["artifacts"] if a["status"] == "fail"]
+        _add_devices(report, written, model, targets, tmp, meta)
         verify.write_report(tmp, report)
     log.info("export written to %s", out)
+    return _finish(report, out, strict)
+
+
+def _add_devices(report: dict, written: dict[str, Path], model: keras.Model, boards: list, tmp: Path,
+                 meta: dict) -> None:
+    """The device section (``--board``): rows from the written artifacts; Vela's files go into metadata.json."""
+    if not boards:
+        return
+    with timed(log, "fitting %d board(s)", len(boards)):
+        report["devices"] = devices.device_rows(report, written, model, boards, tmp)
+    report["failed"] += [f"board {r['board']}" for r in report["devices"] if r["status"] == "fail"]
+    for name in devices.vela_files(report["devices"]):
+        meta["sha256"].update(metadata.sha256_files(tmp / name))
+    atomic_write_json(tmp / metadata.METADATA_FILE, meta)
+
+
+def _finish(report: dict, out: Path, strict: bool) -> dict:
+    """Log failed rows loudly; with ``strict`` raise :class:`ExportCheckFailed` (the CLI's exit 3)."""
     if report["failed"]:
         reasons = out / run_files.REPORT_MD
         log.error("EXPORT CHECKS FAILED: %s (reasons in %s)", verify.summary_line(report), reasons)

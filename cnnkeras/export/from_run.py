@@ -13,6 +13,7 @@ from cnnkeras.export.exporter import export_model
 from cnnkeras.export.inputs import Data, check_counts
 from cnnkeras.export.locking import export_locks
 from cnnkeras.export.options import ExportOptions
+from cnnkeras.targets.boards import resolve_all
 from cnnkeras.training import names as run_files
 
 
@@ -59,6 +60,7 @@ def export_run(run_dir: str | Path, options: ExportOptions | None = None, **over
         ExportCheckFailed: ``strict`` and at least one artifact failed (``exc.report`` holds the report).
     """
     opts = _resolve_options(options, overrides)
+    resolve_all(opts.boards)  # a bad --board fails before any work (BoardError: exit 2, with a suggestion)
     check_counts(calibration_samples=opts.calibration_samples, qat_epochs=opts.qat_epochs,
                  latency_runs=opts.latency_runs)
     run_dir = Path(run_dir)

@@ -40,6 +40,10 @@ class ExportOptions:
             its recorded data fingerprint no longer matches): refuse (default, exit 2), or ok: export anyway,
             with folder splits rebuilt from the files recorded at training, and a failed provenance row in the
             report (--strict then exits 3).
+        boards: Add a device row per board to the report, from the exported int8 model and its measured TFLM
+            arena: RAM, flash and latency (estimate) as `cnnkeras check --board` computes them; Ethos-U boards
+            run Vela (its compiled model is kept). A row fails when RAM or flash does not fit or ops fall back
+            to the CPU (--strict then exits 3).
     """
 
     formats: list[str] | None = None
@@ -57,6 +61,10 @@ class ExportOptions:
     overwrite: bool = False
     strict: bool = False
     data_changed: str = field(default="refuse", metadata={"cli": Flag(choices=["refuse", "ok"])})
+    boards: list[str] | None = field(default=None, metadata={"cli": Flag(
+        flag="--board", nargs="+", action="extend", metavar="BOARD",
+        help="fit the exported model on a board and add a pass/fail device row to the report (repeatable): a name "
+             "from `cnnkeras boards`, an inline board such as cortex-m4@80MHz,ram=256K,flash=1M or a YAML file")})
 
     def run_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``export_run`` (fields marked ``cli_only`` left out).

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkeras.common.fileio import atomic_write_json, atomic_write_text
+from cnnkeras.export import devices
 from cnnkeras.export.formats import FORMATS, SELECTIVE_FORMAT, Format
 from cnnkeras.export.predictor import Predictor
 from cnnkeras.training import names as run_files
@@ -209,7 +210,8 @@ def table(report: dict) -> str:
                      "yes" if a.get("fully_integer") else "no", status])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+    text = "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+    return text + ("\n\ndevices (--board):\n" + devices.device_table(report["devices"]) if report.get("devices") else "")
 
 
 def _num(v: float | None, spec: str) -> str:
@@ -233,7 +235,8 @@ def summary_line(report: dict) -> str:
     """
     arts = report["artifacts"]
     failed = [a["format"] for a in arts if a.get("status") != "pass"]
-    text = f"{len(arts) - len(failed)}/{len(arts)} artifacts pass"
+    text = f"{len(arts) - len(failed)}/{len(arts)} artifacts pass" + devices.summary_part(report)
+    failed += [f"board {r['board']}" for r in report.get("devices") or [] if r.get("status") == "fail"]
     return text + (f"; FAILED: {', '.join(failed)}" if failed else "")
 
 
@@ -256,7 +259,7 @@ def markdown(report: dict) -> str:
     out += _provenance_lines(report)
     for w in report.get("warnings") or []:
         out += [f"> **Warning from training:** {w}", ""]
-    out += ["```", table(report), "```", ""]
+    out += ["```", table({**report, "devices": None}), "```", ""]
     for a in report["artifacts"]:
         for f in a.get("failures", []):
             out += [f"- **{a['format']} FAILED**: {f}"]
@@ -272,6 +275,7 @@ def markdown(report: dict) -> str:
     if sel:
         out += ["", f"Selective quantization (--keep-float {' '.join(sel['keep_float'])}): accuracy "
                 f"{sel['accuracy_before']}% -> {sel['accuracy_after']}%."]
+    out += devices.markdown_lines(report)
     out += ["", "## Formats", ""]
     for a in report["artifacts"]:
         fmt = FORMATS.get(a["format"]) or (SELECTIVE_FORMAT if a["format"] == SELECTIVE_FORMAT.name else None)
