@@ -165,13 +165,11 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
                               "replace the layer using it, or accept a float island with --keep-float")
                        for op in info["float_ops"]]
         if target == "tflm" and not issues:
-            from cnnkeras.export import micro
+            from cnnkeras.export.boardcheck import measure_tflm
 
-            q = np.zeros((1, *model.input_shape[1:]), np.dtype(info["input"]["dtype"]))
             try:
-                probe = micro.run_tflm(data, q)
-                if probe["arena_used"]:
-                    extra = {"arena_bytes": micro.arena_with_margin(probe["arena_used"]), "flash_bytes": len(data)}
+                measured = measure_tflm(data)
+                extra = {"arena_bytes": measured["arena_bytes"], "flash_bytes": measured["flash_bytes"]}
             except ExportError as exc:
                 issues.append(_issue("tflite-micro", str(exc)[-400:], "use ops TFLM implements (see its "
                                      "all_ops_resolver) or a smaller model"))
