@@ -158,3 +158,23 @@ def test_seg_folder_mixing_grey_and_colour_reads_colour(tmp_path, caplog):
     assert any("--channels 1" in r.getMessage() for r in caplog.records)
     grey = np.asarray(Image.open(tmp_path / "s" / "images" / "1.png").convert("RGB"))
     assert any(np.array_equal(x, grey) for x in np.concatenate([split.train[0], split.val[0], split.test[0]]))
+
+
+def test_small_photos_with_a_backbone_are_scaled_to_its_minimum(tmp_path, caplog):
+    """A backbone needs 32x32: a folder of smaller photos is scaled up (aspect kept) instead of refused."""
+    root = tmp_path / "small"
+    rng = np.random.default_rng(2)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            shape = (12, 16, 3) if i % 2 else (14, 18, 3)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / name / f"{i}.png")
+    from cnnkeras.training.config import TrainConfig
+    from cnnkeras.training.trainer import _load_data
+
+    config = TrainConfig(data=f"folder:{root}", backbone="mobilenet_v2", weights="none", epochs=1)
+    with caplog.at_level(logging.INFO, logger="cnnkeras.training.trainer"):
+        data = _load_data(config)
+    assert data.info.input_shape == (32, 42, 3)  # median 13x17 -> shorter side 32, aspect kept
+    assert data.data_args["image_size"] == [32, 42]  # recorded: export and predict read the same size
+    assert any("below the 32x32 a backbone needs" in r.getMessage() for r in caplog.records)

@@ -148,6 +148,24 @@ def _seed_process(config: TrainConfig) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def _at_least_backbone_size(source: str, data_args: dict, split: Any, info: Any) -> tuple[Any, Any]:
+    """A folder's default size scaled up (aspect kept) to the 32x32 keras.applications backbones need."""
+    import math
+
+    from cnnkeras.backbones import MIN_SIZE
+
+    h, w = info.input_shape[:2]
+    if min(h, w) >= MIN_SIZE:
+        return split, info
+    scale = MIN_SIZE / min(h, w)
+    size = [max(MIN_SIZE, math.ceil(h * scale)), max(MIN_SIZE, math.ceil(w * scale))]
+    logger.info("%s: the images' default size %dx%d is below the %dx%d a backbone needs; resizing them to %dx%d "
+                "(aspect ratio kept). Pass --image-size HxW to choose another size.", source, h, w, MIN_SIZE,
+                MIN_SIZE, *size)
+    data_args["image_size"] = size
+    return load_arrays(source, **data_args)
+
+
 def _load_data(config: TrainConfig) -> _Data:
     """Step 3: read and split the data, fill the recipe, resolve augmentation and class weights."""
     spec = load_spec(config)
@@ -165,6 +183,8 @@ def _load_data(config: TrainConfig) -> _Data:
                      skip_bad_images=config.skip_bad_images, stream=config.stream, cache=config.cache)
     source = _absolute_source(config.data)
     split, info = load_arrays(source, **data_args)
+    if image_size is None and config.backbone and source.startswith("folder:"):
+        split, info = _at_least_backbone_size(source, data_args, split, info)
     data_args["stream"] = bool(info.streamed)  # the automatic choice, recorded: --resume and export read alike
     if source.startswith("folder:"):  # the size and channels a folder resolved to: export and predict read the same
         data_args.update(image_size=list(info.input_shape[:2]), channels=int(info.input_shape[2]))
