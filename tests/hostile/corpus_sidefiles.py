@@ -15,18 +15,10 @@ import shutil
 from pathlib import Path
 
 from corpus import TRAIN_FAST, Case
+from corpus_runs import _copy
 
 HUGE = 16 * 1024 * 1024 + 16  # just over the side-file limit (cnnkeras.common.safe_load.MAX_TEXT_BYTES)
 CATEGORY = "side files"
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    if src.is_dir():
-        shutil.copytree(src, dst)
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    return dst
 
 
 def _set(data: dict, path: str, value) -> dict:
