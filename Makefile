@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-slow test-all lint bench guide clean reliability
+.PHONY: install demo test test-unit test-slow test-all lint bench guide clean reliability firmware-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m cnnkeras train --data digits --out saved_models/demo --overwrite
 	$(PY) -m cnnkeras export saved_models/demo --overwrite
+
+# The demo's micro package built with its own Makefile against TFLM and run: host, and Cortex-M4/M55 under QEMU.
+# Needs the TFLM sources (TFLM_ROOT=checkout, or CNNKERAS_FIRMWARE_SOURCES=folder of archives; default: the
+# ../shared/firmware archives when present), gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm.
+FIRMWARE_SOURCES ?= $(abspath $(wildcard ../shared/firmware))
+firmware-check: $(STAMP)
+	test -f saved_models/demo/model.keras || $(MAKE) demo
+	CNNKERAS_FIRMWARE_SOURCES="$${CNNKERAS_FIRMWARE_SOURCES:-$(FIRMWARE_SOURCES)}" \
+	  $(PY) -m cnnkeras export saved_models/demo --out saved_models/demo/firmware_check --overwrite \
+	    --formats tflite_int8 micro --firmware-check --strict
 
 # Fast suite (< 20 min on 2 cores). pytest exit 5 ("no tests ran") fails the target.
 test: $(STAMP)

@@ -40,6 +40,7 @@ _EXPORTS = {
     "load_run_model": "training", "TrainingError": "training",
     "export_run": "export", "export_model": "export", "load_predictor": "export", "check_model": "export",
     "ExportOptions": "export", "ExportError": "export", "ExportCheckFailed": "export",
+    "search": "search", "SearchConfig": "search",  # cnnkeras.search is a callable package
 }
 
 __all__ = sorted(_EXPORTS)
@@ -50,7 +51,7 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f"cnnkeras.{_EXPORTS[name]}")
         if name == "list_models":
             importlib.import_module("cnnkeras.zoo")  # the built-in architectures register on zoo import
-        value = getattr(module, name)
+        value = module if name == _EXPORTS[name] else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'cnnkeras' has no attribute {name!r}")

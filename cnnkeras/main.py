@@ -22,7 +22,7 @@ import importlib
 from typing import Sequence
 
 # (module, what it adds): the order of the command list.
-COMMAND_MODULES = ("cnnkeras.summary_cli", "cnnkeras.training.cli", "cnnkeras.export.cli")
+COMMAND_MODULES = ("cnnkeras.summary_cli", "cnnkeras.training.cli", "cnnkeras.export.cli", "cnnkeras.search.cli")
 
 DESCRIPTION = ("From a folder of images to a small CNN running on a phone or a microcontroller, with proof "
                "that every exported artifact still works.")

@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cnnkeras import architectures as _architectures  # noqa: F401  (registers the built-in models)
+from cnnkeras import detectors as _detectors  # noqa: F401  (registers the object-centre models)
 from cnnkeras import segmenters as _segmenters  # noqa: F401  (registers the encoder-decoder segmenters)
 from cnnkeras.errors import SpecError
 from cnnkeras.registry import _REGISTRY, list_models, model_entrypoint, register_model  # noqa: F401

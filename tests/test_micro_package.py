@@ -44,6 +44,7 @@ class MicroInterpreter {
   template <typename R> MicroInterpreter(const Model*, R&, unsigned char*, int) {}
   TfLiteStatus AllocateTensors() { return kTfLiteOk; }
   TfLiteStatus Invoke() { return kTfLiteOk; }
+  unsigned long arena_used_bytes() const { return 0; }
   TfLiteTensor* input(int) { return nullptr; }
   TfLiteTensor* output(int) { return nullptr; }
 };
@@ -66,6 +67,7 @@ def test_package_files_and_facts(package):
     out, report = package
     pkg = out / "micro"
     for name in ("model_data.cc", "model_data.h", "model_config.h", "op_resolver.h", "golden.h", "main.cc",
+                 "report.h", "Makefile", "model.mk", "cortex_m/startup.c", "cortex_m/mps2.ld",
                  "README.md", "model.tflite", "golden.npz", "micro.json"):
         assert (pkg / name).is_file(), name
     row = {a["format"]: a for a in report["artifacts"]}["micro"]
@@ -83,6 +85,10 @@ def test_package_files_and_facts(package):
     golden = np.load(pkg / micro.GOLDEN_FILE)
     assert "kGoldenOutputs" in (pkg / "golden.h").read_text() and golden["outputs"].dtype == np.int8
     assert "kTensorArenaSize" in (pkg / "README.md").read_text()
+    assert "TFLM_ROOT=" in (pkg / "README.md").read_text() and "arena_used_bytes()" in (pkg / "README.md").read_text()
+    # The Makefile compiles exactly the model's kernels; report.h prints the top class for a classifier.
+    assert (pkg / "model.mk").read_text().split(":= ")[1].split() == sorted(set(ops))
+    assert "ReportOutput" in (pkg / "report.h").read_text() and "kClassNames[best]" in (pkg / "report.h").read_text()
 
 
 @pytest.mark.skipif(GXX is None, reason="no host C++ compiler")

@@ -40,7 +40,8 @@ def test_forward_pass_shape_and_probabilities(built):
     assert isinstance(model.layers[1], keras.layers.Rescaling)
     assert model.layers[-1].name == "predictions"
     if cnnkeras.model_head_type(model) == "dense_map":
-        assert out.shape == (4, _shape(name)[0], _shape(name)[1], NUM_CLASSES)
+        s = 8 if name == "fomo_tiny" else 1  # fomo_tiny's per-cell map has stride 8 (cnnkeras.detectors)
+        assert out.shape == (4, _shape(name)[0] // s, _shape(name)[1] // s, NUM_CLASSES)
     else:
         assert out.shape == (4, NUM_CLASSES)
     np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-4)  # softmax by default
@@ -110,7 +111,8 @@ def test_tiny_digit_input_and_one_channel(name):
         assert out[1:] == ((8, 8, 10) if len(out) == 4 else (10,))
     else:
         spec = cnnkeras.get_spec(name, (8, 8, 1), 10)
-        expected = (8, 8, 10) if spec.head.type == "dense_map" else (10,)
+        grid = 1 if name == "fomo_tiny" else 8  # fomo_tiny's per-cell map has stride 8 (cnnkeras.detectors)
+        expected = (grid, grid, 10) if spec.head.type == "dense_map" else (10,)
         assert cnnkeras.output_shape(spec) == expected
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnkeras.errors import UserError
 from cnnkeras.targets.boards import Board
+from cnnkeras.targets.emulated import estimate as estimate_from_instructions
 from cnnkeras.targets.fit import fit_board, format_fit
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,12 @@ def measure_tflm(model_bytes: bytes) -> dict[str, Any]:
     probe = micro.run_tflm(model_bytes, q)
     if not probe["arena_used"]:
         raise ExportError("could not read the arena size from the TFLM recording allocator output.")
-    return {"arena_bytes": micro.arena_with_margin(probe["arena_used"]), "flash_bytes": len(model_bytes),
+    return {"arena_bytes": micro.arena_with_margin(probe["arena_used"], model_bytes), "flash_bytes": len(model_bytes),
             "ops": info["ops"]}
 
 
 def check_boards(summary: Any, result: dict, model_bytes: bytes | None, boards: list[Board],
-                 vela_dir: Path | None = None) -> list[dict]:
+                 vela_dir: Path | None = None, instructions: dict[str, int] | None = None) -> list[dict]:
     """Fit the checked model on each board.
 
     Args:
@@ -84,6 +85,8 @@ def check_boards(summary: Any, result: dict, model_bytes: bytes | None, boards: 
         model_bytes: The int8 flatbuffer (``None`` if conversion failed).
         boards: The targets.
         vela_dir: Keep Vela's compiled model and summary CSV of each Ethos-U board here (export's device rows).
+        instructions: Instructions per inference counted under QEMU by firmware target (``--firmware-check``,
+            ``check --firmware``): adds ``latency_emulated`` (:mod:`cnnkeras.targets.emulated`) where it applies.
 
     Returns:
         One :func:`~cnnkeras.targets.fit.fit_board` dict per board (``vela`` added for Ethos-U boards); empty
@@ -97,6 +100,9 @@ def check_boards(summary: Any, result: dict, model_bytes: bytes | None, boards: 
                         n_op_types=len(result["ops"]), macs=int(summary.total_macs), n_ops=len(summary.layers))
         if board.is_npu:
             fit["vela"] = _vela(model_bytes, board, vela_dir)
+        emulated = estimate_from_instructions(board, instructions) if instructions else None
+        if emulated:
+            fit["latency_emulated"] = emulated
         out.append(fit)
     return out
 
@@ -104,9 +110,13 @@ def check_boards(summary: Any, result: dict, model_bytes: bytes | None, boards: 
 def format_board(fit: dict) -> str:
     """Terminal text for one board of :func:`check_boards`: the fit and, for Ethos-U boards, Vela's figures."""
     lines = [format_fit(fit)]
+    emulated = fit.get("latency_emulated")
+    if emulated:
+        lines.append(f"  latency ~{emulated['latency_ms']:.3g} ms from emulated instructions (estimate, "
+                     f"{emulated['low_ms']:.3g}..{emulated['high_ms']:.3g} ms)  [{emulated['method']}]")
     vela = fit.get("vela")
     if vela is None:
-        return lines[0]
+        return "\n".join(lines)
     if "unavailable" in vela:
         lines.append(f"  Vela: not run ({vela['unavailable']}); the latency above is the analytical estimate")
     elif "error" in vela:

@@ -121,6 +121,10 @@ def _predict_command(args: argparse.Namespace) -> int:
 
     predictor = load_predictor(resolve_artifact(args.artifact, args.format), verify=not args.no_verify)
     probs = predictor.predict(load_images(args.images, predictor.input_shape))
+    if probs.ndim == 4 and (probs.shape[1] != predictor.input_shape[0] or predictor.contract.get("task") == "objects"):
+        from cnnkeras.export.objpredict import predict_objects  # object centres on a coarser grid
+
+        return predict_objects(args, probs, predictor)
     if probs.ndim == 4:  # a class per pixel: masks + overlays (cnnkeras.export.segpredict)
         from cnnkeras.export.segpredict import format_shares, write_masks
 
@@ -157,10 +161,40 @@ def _check_command(args: argparse.Namespace) -> int:
 
         summary = cnnkeras.summarize(model)
         result["macs"] = int(summary.total_macs)
-        result["boards"] = check_boards(summary, result, artifacts.get("tflite"), boards)
+        counts = _firmware_counts(result, artifacts.get("tflite"), boards) if args.firmware else None
+        result["boards"] = check_boards(summary, result, artifacts.get("tflite"), boards, instructions=counts)
         text += "\n" + (format_boards(result["boards"]) or "boards: not measured (the model does not run in TFLM)")
+        text += "".join(f"\n{_firmware_line(r)}" for r in result.get("firmware") or [])
     print(json.dumps(result, indent=2) if args.json else text)
     return 0 if result["ok"] else 2
+
+
+def _firmware_counts(result: dict, model_bytes: bytes | None, boards: list) -> dict[str, int] | None:
+    """Build and run the model as firmware for the boards' instruction streams; the rows go into ``result``."""
+    from cnnkeras.export.firmware.measure import measure_int8
+    from cnnkeras.targets.emulated import FAMILY
+
+    targets = sorted({FAMILY[b.core] for b in boards if b.core in FAMILY})
+    if model_bytes is None or not targets:
+        return None
+    measured = measure_int8(model_bytes, ["host", *targets])
+    result["firmware"] = measured["rows"]
+    if any(r["status"] == "fail" for r in measured["rows"]):
+        result["ok"] = False
+    return {r["target"]: r["instructions_per_inference"] for r in measured["rows"]
+            if r.get("instructions_per_inference")} or None
+
+
+def _firmware_line(row: dict) -> str:
+    """One line per firmware target of ``check --firmware``."""
+    head = f"firmware {row['target']} ({row['kernels']}): "
+    if row["status"] == "skipped":
+        return head + f"skipped: {row['skipped']}"
+    if row["status"] == "fail":
+        return head + "FAILED: " + "; ".join(row.get("failures") or [])[:600]
+    count = row.get("instructions_per_inference")
+    return head + f"pass, arena used {row['arena_used_bytes']:,} of {row['arena_shipped_bytes']:,} B" + \
+        (f", {count:,} instructions per inference" if count else "")
 
 
 def _boards_command(args: argparse.Namespace) -> int:
@@ -198,7 +232,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classes shown per image, best first (default 3; at most the number of classes)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="segmentation models: folder for <stem>_mask.png (class ids) and <stem>_overlay.png")
+                   help="segmentation models: folder for <stem>_mask.png (class ids) and <stem>_overlay.png; "
+                        "objects models: folder for <stem>_objects.png")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the sha256 check against metadata.json beside the artifact (structure is still checked)")
     p.set_defaults(func=_predict_command)
@@ -211,6 +246,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit the model on a board: RAM, flash, margins, latency estimate (repeatable). A name from "
                         "`cnnkeras boards`, an inline board such as cortex-m4@80MHz,ram=256K,flash=1M (K/KB/KiB = 1024 "
                         "bytes, M/MB/MiB = 1024 KiB) or a YAML file")
+    p.add_argument("--firmware", action="store_true",
+                   help="with --board: also build the model's micro package against TFLM, run it under QEMU and turn "
+                        "the instructions counted per inference into a second latency estimate, and measure the arena "
+                        "of the CMSIS-NN kernels (needs TFLM_ROOT or CNNKERAS_FIRMWARE_SOURCES, gcc-arm-none-eabi, "
+                        "qemu-system-arm; minutes the first time)")
     p.add_argument("--input-shape", metavar="H,W,C")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier of a backbone (mobilenet, mobilenet_v2, "

@@ -102,7 +102,9 @@ def device_rows(report: dict, written: dict[str, Path], model: Any, boards: Sequ
                 for b in boards]
     summary = cnnkeras.summarize(model)
     rows = []
-    for fit in check_boards(summary, result, data, list(boards), vela_dir=folder):
+    counted = {r["target"]: r["instructions_per_inference"] for r in report.get("firmware") or []
+               if r.get("instructions_per_inference")}
+    for fit in check_boards(summary, result, data, list(boards), vela_dir=folder, instructions=counted or None):
         fit.update(model=name, arena_source=source, macs=int(summary.total_macs), text=format_board(fit))
         _judge(fit)
         rows.append(fit)

@@ -42,7 +42,8 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
                  keep_float: Sequence[str] | None = None, overwrite: bool = False, source_run: str | None = None,
                  latency_runs: int = 50, int8_io: str = "int8", label_smoothing: float = 0.0,
                  augment: Callable[..., object] | None = None, seed: int = 0,
-                 warnings: Sequence[str] = (), strict: bool = False, boards: Sequence[str] | None = None) -> dict:
+                 warnings: Sequence[str] = (), strict: bool = False, boards: Sequence[str] | None = None,
+                 firmware_check: Sequence[str] | None = None, tflm_root: str | None = None) -> dict:
     """Export an in-memory model with its data (what :func:`export_run` does after loading the run).
 
     Args:
@@ -70,6 +71,9 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
         warnings: Training's warnings about the model (``metrics.json``), repeated in the report.
         strict: See :func:`export_run`.
         boards: See :func:`export_run` (a device row per board, :mod:`cnnkeras.export.devices`).
+        firmware_check: Firmware targets to build and run the micro package for (``[]``: the defaults;
+            ``None``: none), :mod:`cnnkeras.export.firmware.check`.
+        tflm_root: tflite-micro checkout for ``firmware_check``.
 
     Returns:
         The report dict.
@@ -80,13 +84,10 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
     out = Path(out)
     check_counts(calibration_samples=calibration_samples, qat_epochs=qat_epochs, latency_runs=latency_runs)
     _prepare_out(out, overwrite)
-    if int8_io not in convert.IO_DTYPES:
-        raise ExportError(f"--int8-io must be one of {', '.join(convert.IO_DTYPES)}. Received: int8_io={int8_io!r}")
     rows = resolve_formats(formats, prune=prune, prune_2_4=prune_2_4, cluster=cluster, keep_float=keep_float)
     if not micro and formats is None:
         rows = [r for r in rows if r.name != "micro"]
-    targets = resolve_all(boards)
-    devices.check_request(targets, rows, int8_io)
+    targets, firmware_targets = _check_request(rows, int8_io, boards, firmware_check)
     softmax_appended = optimize.outputs_logits(model)
     if softmax_appended:
         # Every artifact promises probabilities (the SavedModel output is even named so): a logits model
@@ -107,6 +108,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
         order = [r.name for r in rows]
         report["artifacts"].sort(key=lambda a: order.index(a["format"]) if a["format"] in order else len(order))
         report["failed"] = [a["format"] for a in report["artifacts"] if a["status"] == "fail"]
+        _add_firmware(report, written, firmware_targets, tflm_root)
         _add_devices(report, written, model, targets, tmp, meta)
         verify.write_report(tmp, report)
     log.info("export written to %s", out)
@@ -124,6 +126,48 @@ def _add_devices(report: dict, written: dict[str, Path], model: keras.Model, boa
     for name in devices.vela_files(report["devices"]):
         meta["sha256"].update(metadata.sha256_files(tmp / name))
     atomic_write_json(tmp / metadata.METADATA_FILE, meta)
+
+
+def _check_request(rows: list, int8_io: str, boards: Sequence[str] | None,
+                   firmware_check: Sequence[str] | None) -> tuple[list, list[str]]:
+    """Refuse a bad request before any work: the boards and the firmware targets, resolved."""
+    if int8_io not in convert.IO_DTYPES:
+        raise ExportError(f"--int8-io must be one of {', '.join(convert.IO_DTYPES)}. Received: int8_io={int8_io!r}")
+    targets = resolve_all(boards)
+    devices.check_request(targets, rows, int8_io)
+    return targets, _firmware_request(firmware_check, rows)
+
+
+def _firmware_request(firmware_check: Sequence[str] | None, rows: list) -> list[str]:
+    """The firmware targets to check (validated before any work); ``[]`` when none were asked for."""
+    if firmware_check is None:
+        return []
+    from cnnkeras.export.firmware.build import DEFAULT_TARGETS, target
+
+    names = list(firmware_check) or list(DEFAULT_TARGETS)
+    for name in names:
+        target(name)
+    if "micro" not in [r.name for r in rows]:
+        raise ExportError("--firmware-check builds the micro package: add micro to --formats (or drop "
+                          "--firmware-check).")
+    return names
+
+
+def _add_firmware(report: dict, written: dict[str, Path], names: list[str], tflm_root: str | None) -> None:
+    """The firmware section: build and run the micro package per target; the micro row learns each arena."""
+    if not names or "micro" not in written:
+        return
+    from cnnkeras.export.firmware.check import firmware_rows, judge_micro_row
+
+    micro_row = next(a for a in report["artifacts"] if a["format"] == "micro")
+    if not micro_row.get("arena_bytes"):
+        return
+    with timed(log, "firmware check: %s", ", ".join(names)):
+        report["firmware"] = firmware_rows(written["micro"], names, int(micro_row["arena_bytes"]), tflm_root)
+    judge_micro_row(micro_row, report["firmware"])
+    report["failed"] = [a["format"] for a in report["artifacts"] if a["status"] == "fail"] + \
+        [f for f in report["failed"] if f.startswith("board ")]
+    report["failed"] += [f"firmware {r['target']}" for r in report["firmware"] if r["status"] == "fail"]
 
 
 def _finish(report: dict, out: Path, strict: bool) -> dict:

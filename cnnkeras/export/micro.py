@@ -24,8 +24,10 @@ import numpy as np
 from cnnkeras.common.fileio import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnkeras.common.progress import timed
 from cnnkeras.common.safe_load import read_json
+from cnnkeras.export import micro_arena, micro_main
 from cnnkeras.export import micro_sources as src
 from cnnkeras.export.errors import ExportError
+from cnnkeras.export.firmware import package_files
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +51,20 @@ _WORKER = Path(__file__).resolve().with_name("tflm_worker.py")
 c_array = src.c_array
 
 
-def arena_with_margin(used: int) -> int:
-    """Arena to ship: the measured use plus 10% (at least 1 KiB), rounded up to 16 bytes.
+ARENA_RULE = micro_arena.RULE
+
+
+def arena_with_margin(used: int, data: bytes) -> int:
+    """Arena to ship for a model: :func:`cnnkeras.export.micro_arena.shipped_arena` of its measured use.
 
     Args:
-        used: Bytes the recording allocator measured.
+        used: Bytes the recording allocator measured (TFLM reference kernels).
+        data: The model's int8 flatbuffer (its layers size the optimized kernels' scratch buffers).
 
     Returns:
         The arena size to compile into the firmware.
     """
-    size = used + max(1024, used // 10)
-    return -(-size // ALIGNMENT) * ALIGNMENT
+    return micro_arena.shipped_arena(used, micro_arena.optimized_scratch(data))
 
 
 def resolver_methods(ops: Sequence[str]) -> dict[str, str]:
@@ -127,7 +132,8 @@ def run_tflm(data: bytes, q_inputs: np.ndarray, *, arena_size: int = PROBE_ARENA
 
 
 def build_package(data: bytes, out_dir: str | Path, pixels: np.ndarray, golden_raw: np.ndarray,
-                  litert_outputs: np.ndarray, io: dict, ops: Sequence[str], class_names: Sequence[str]) -> dict:
+                  litert_outputs: np.ndarray, io: dict, ops: Sequence[str], class_names: Sequence[str],
+                  task: str = "classification", **task_facts) -> dict:
     """Write the micro package; its golden vectors are what TFLM computes with the shipped arena.
 
     Args:
@@ -139,6 +145,8 @@ def build_package(data: bytes, out_dir: str | Path, pixels: np.ndarray, golden_r
         io: ``{"input": {...}, "output": {...}}`` details (dtype, shape, scale, zero_point).
         ops: The graph's builtin op names.
         class_names: One name per class.
+        task: What ``main.cc`` reports per output (``report.h``): classification, segmentation or objects.
+        **task_facts: What the task's report needs (``stride`` for objects).
 
     Returns:
         The package info (also written as ``micro.json``): ``arena_bytes`` (measured + margin),
@@ -154,7 +162,7 @@ def build_package(data: bytes, out_dir: str | Path, pixels: np.ndarray, golden_r
     probe = run_tflm(data, golden_raw[:1])
     if probe["arena_used"] is None:
         raise ExportError("could not read the arena size from the TFLM recording allocator output.")
-    arena = arena_with_margin(probe["arena_used"])
+    arena = arena_with_margin(probe["arena_used"], data)
     # The golden vectors are TFLM's outputs with exactly the shipped arena: what the device must reproduce.
     golden_out = run_tflm(data, golden_raw, arena_size=arena)["outputs"].astype(np.dtype(io["output"]["dtype"]))
     diff = int(np.max(np.abs(golden_out.astype(np.int32) - np.asarray(litert_outputs).astype(np.int32))))
@@ -165,8 +173,15 @@ def build_package(data: bytes, out_dir: str | Path, pixels: np.ndarray, golden_r
     atomic_write_text(out / "model_config.h", src.model_config_header(io, class_names, arena))
     atomic_write_text(out / "op_resolver.h", src.op_resolver_header(ops))
     atomic_write_text(out / "golden.h", src.golden_header(pixels, golden_raw, golden_out, DEVICE_TOLERANCE_LSB))
-    atomic_write_text(out / "main.cc", src.MAIN_CC)
-    atomic_write_text(out / "README.md", src.readme(io, class_names, arena, ops, len(data), DEVICE_TOLERANCE_LSB))
+    atomic_write_text(out / "main.cc", micro_main.MAIN_CC)
+    atomic_write_text(out / "report.h", micro_main.report_header(task, io, class_names, **task_facts))
+    atomic_write_text(out / "model.mk", "# The model's ops: the package's Makefile compiles only their kernels.\n"
+                      f"MODEL_OPS := {' '.join(sorted(set(ops)))}\n")
+    for name, text in package_files().items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / name, text)
+    atomic_write_text(out / "README.md", src.readme(io, class_names, arena, ops, len(data), DEVICE_TOLERANCE_LSB,
+                                                    probe["arena_used"]))
     with atomic_path(out / GOLDEN_FILE) as tmp:  # mode 644 like the other files (NamedTemporaryFile gave 600)
         np.savez(tmp, pixels=np.asarray(pixels, np.float32), inputs=golden_raw, outputs=golden_out,
                  litert_outputs=np.asarray(litert_outputs))
@@ -176,6 +191,7 @@ def build_package(data: bytes, out_dir: str | Path, pixels: np.ndarray, golden_r
         "ram_bytes": arena, "golden_count": int(len(golden_raw)),
         "tflm_vs_litert_max_lsb": diff, "tflm_vs_litert_tolerance_lsb": TFLM_LITERT_TOLERANCE_LSB,
         "resolver": methods, "input": io["input"], "output": io["output"], "class_names": list(class_names),
+        "task": task, "arena_rule": ARENA_RULE,
     }
     atomic_write_json(out / INFO_FILE, info)
     return info

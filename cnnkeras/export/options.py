@@ -44,6 +44,11 @@ class ExportOptions:
             arena: RAM, flash and latency (estimate) as `cnnkeras check --board` computes them; Ethos-U boards
             run Vela (its compiled model is kept). A row fails when RAM or flash does not fit or ops fall back
             to the CPU (--strict then exits 3).
+        firmware_check: Build and run the micro package for these firmware targets (an empty list: host,
+            cortex-m4, cortex-m55); a row per target that fails when the build, the arena or the golden vectors
+            fail, skipped when the TFLM sources or tools are absent (:mod:`cnnkeras.export.firmware`).
+        tflm_root: tflite-micro checkout for ``firmware_check`` (else ``TFLM_ROOT`` or
+            ``CNNKERAS_FIRMWARE_SOURCES``).
     """
 
     formats: list[str] | None = None
@@ -65,6 +70,14 @@ class ExportOptions:
         flag="--board", nargs="+", action="extend", metavar="BOARD",
         help="fit the exported model on a board and add a pass/fail device row to the report (repeatable): a name "
              "from `cnnkeras boards`, an inline board such as cortex-m4@80MHz,ram=256K,flash=1M or a YAML file")})
+
+    firmware_check: list[str] | None = field(default=None, metadata={"cli": Flag(
+        flag="--firmware-check", nargs="*", metavar="TARGET",
+        help="build the micro package with its own Makefile against TFLM and run it, a pass/fail report row per "
+             "target (default: host cortex-m4 cortex-m55; Cortex-M under QEMU). Needs TFLM_ROOT or "
+             "CNNKERAS_FIRMWARE_SOURCES, make and a C++ compiler (Arm: gcc-arm-none-eabi, qemu-system-arm)")})
+    tflm_root: str | None = field(default=None, metadata={"cli": Flag(
+        metavar="PATH", help="tflite-micro checkout for --firmware-check (default: $TFLM_ROOT)")})
 
     def run_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``export_run`` (fields marked ``cli_only`` left out).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,12 +22,12 @@ log = logging.getLogger("cnnkeras.export.exporter")  # one voice for the whole e
 
 
 def _check_one(name: str, path: Path, x: np.ndarray, y: np.ndarray, reference: np.ndarray,
-               latency_runs: int) -> dict:
+               latency_runs: int, evaluate: Callable = verify.evaluate) -> dict:
     """One report row: the artifact run through its own runtime (size, accuracy, latency, ops)."""
     predictor = BatchedPredictor(load_predictor(path))  # a streamed test split is predicted batch by batch
     entry = {"format": name, "path": path.name, "runtime": predictor.kind}
     entry["bytes"], entry["gzip_bytes"] = verify.artifact_bytes(path)
-    entry.update(verify.evaluate(predictor, x, y, reference, latency_runs))
+    entry.update(evaluate(predictor, x, y, reference, latency_runs))
     tfl = getattr(predictor, "data", None)
     if tfl is not None:
         info = convert.graph_info(tfl)
@@ -55,10 +55,13 @@ def check_artifacts(report: dict, written: dict[str, Path], data: Data, ex: Arti
     x, y = data.x_test, np.asarray(data.y_test)
     x = x.astype(np.float32) if isinstance(x, np.ndarray) else x  # streamed (FileImages): decoded batch by batch
     reference = BatchedPredictor(KerasPredictor(written["keras"])).predict(x)
+    from cnnkeras.export import objverify
+
+    evaluate = objverify.evaluate if ex.base.get("task") == "objects" else verify.evaluate  # objects: F1 rows
     for name, path in written.items():
         try:
             with timed(log, "verifying %s", name):
-                entry = _check_one(name, path, x, y, reference, latency_runs)
+                entry = _check_one(name, path, x, y, reference, latency_runs, evaluate)
         except ExportError as exc:  # the artifact was written but its runtime refuses it: a failed row
             entry = {"format": name, "path": path.name, "error": f"written but cannot be run: {exc}"}
         entry.update(ex.facts.get(name, {}))
@@ -72,10 +75,12 @@ def check_artifacts(report: dict, written: dict[str, Path], data: Data, ex: Arti
     report["float_accuracy"] = by["keras"].get("accuracy")
     if by["keras"].get("metric") == "mean_iou":  # segmentation: rows are judged on mean IoU (cnnkeras.export.segverify)
         report.update(task="segmentation", float_mean_iou=by["keras"]["mean_iou"])
+    if by["keras"].get("metric") == "f1":  # objects: rows are judged on object F1 (cnnkeras.export.objverify)
+        report.update(task="objects", float_f1=by["keras"]["f1"], stride=ex.base.get("stride"))
     for a in report["artifacts"]:
-        verify.judge(a, report.get("float_mean_iou", report["float_accuracy"]))
+        verify.judge(a, report.get("float_f1", report.get("float_mean_iou", report["float_accuracy"])))
     int8 = by.get("tflite_int8")
-    drop = (int8 or {}).get("accuracy_drop", (int8 or {}).get("mean_iou_drop", 0))
+    drop = (int8 or {}).get("accuracy_drop", (int8 or {}).get("mean_iou_drop", (int8 or {}).get("f1_drop", 0)))
     if int8 and not int8.get("error") and (drop > int8.get("threshold", 1e9) or keep_float):
         layers_ = debug.rank_layers(ex.model, ex.calibration)
         worst = [r["layer"] for r in layers_ if r["layer"] in {lyr.name for lyr in ex.model.layers}][:2]

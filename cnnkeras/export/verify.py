@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnkeras.common.fileio import atomic_write_json, atomic_write_text
 from cnnkeras.export import devices
+from cnnkeras.export.firmware import check as firmware_report
 from cnnkeras.export.formats import FORMATS, SELECTIVE_FORMAT, Format
 from cnnkeras.export.predictor import Predictor
 from cnnkeras.training import names as run_files
@@ -195,7 +196,8 @@ def table(report: dict) -> str:
         The table text.
     """
     seg = any(a.get("metric") == "mean_iou" for a in report["artifacts"])
-    head = ["format", "size", "gzip", "mIoU %" if seg else "acc %", "agree %", "max|d|", "p50 us", "p90 us", "int-only", "status"]
+    obj = any(a.get("metric") == "f1" for a in report["artifacts"])  # objects (cnnkeras.export.objverify)
+    head = ["format", "size", "gzip", "F1 %" if obj else "mIoU %" if seg else "acc %", "agree %", "max|d|", "p50 us", "p90 us", "int-only", "status"]
     rows = []
     for a in report["artifacts"]:
         status = "pass" if a.get("status") == "pass" else "FAIL: " + "; ".join(_short(f) for f in a.get("failures", []))
@@ -205,7 +207,7 @@ def table(report: dict) -> str:
         if a["format"] == "micro" and status == "pass":
             status += f" (arena {a['arena_bytes']} B, TFLM-LiteRT {a['tflm_vs_litert_max_lsb']} LSB)"
         rows.append([a["format"], _fmt_size(a.get("bytes")), _fmt_size(a.get("gzip_bytes")),
-                     _num(a.get("mean_iou", a.get("accuracy")), ".2f"), _num(a.get("agreement"), ".2f"), _num(a.get("max_abs_diff"), ".4f"),
+                     _num(a.get("mean_iou", a.get("f1", a.get("accuracy"))), ".2f"), _num(a.get("agreement"), ".2f"), _num(a.get("max_abs_diff"), ".4f"),
                      _num(a.get("latency_p50_us"), ".0f"), _num(a.get("latency_p90_us"), ".0f"),
                      "yes" if a.get("fully_integer") else "no", status])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
@@ -235,8 +237,10 @@ def summary_line(report: dict) -> str:
     """
     arts = report["artifacts"]
     failed = [a["format"] for a in arts if a.get("status") != "pass"]
-    text = f"{len(arts) - len(failed)}/{len(arts)} artifacts pass" + devices.summary_part(report)
+    text = f"{len(arts) - len(failed)}/{len(arts)} artifacts pass" + devices.summary_part(report) + \
+        firmware_report.summary_part(report)
     failed += [f"board {r['board']}" for r in report.get("devices") or [] if r.get("status") == "fail"]
+    failed += [f"firmware {r['target']}" for r in report.get("firmware") or [] if r.get("status") == "fail"]
     return text + (f"; FAILED: {', '.join(failed)}" if failed else "")
 
 
@@ -252,7 +256,9 @@ def markdown(report: dict) -> str:
     out = [f"# Export report: {report.get('model', '')}", "",
            f"**{summary_line(report)}.**", "",
            f"Source run: `{report.get('source_run')}`; test images: {report.get('test_samples')}; "
-           + (f"float Keras mean IoU: {report['float_mean_iou']}% (per pixel; agreement = pixel agreement)."
+           + (f"float Keras object F1: {report['float_f1']}% (centres within one cell; agreement = F1 against "
+              f"the float model's objects)." if report.get("float_f1") is not None else
+              f"float Keras mean IoU: {report['float_mean_iou']}% (per pixel; agreement = pixel agreement)."
               if report.get("float_mean_iou") is not None else f"float Keras accuracy: {report.get('float_accuracy')}%.")
            + (" The model emits logits: a Softmax layer was appended, so every artifact outputs probabilities."
               if report.get("softmax_appended") else ""), ""]
@@ -276,6 +282,7 @@ def markdown(report: dict) -> str:
         out += ["", f"Selective quantization (--keep-float {' '.join(sel['keep_float'])}): accuracy "
                 f"{sel['accuracy_before']}% -> {sel['accuracy_after']}%."]
     out += devices.markdown_lines(report)
+    out += firmware_report.markdown_lines(report)
     out += ["", "## Formats", ""]
     for a in report["artifacts"]:
         fmt = FORMATS.get(a["format"]) or (SELECTIVE_FORMAT if a["format"] == SELECTIVE_FORMAT.name else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -67,6 +68,12 @@ class ArtifactWriter:
         self.base["task"] = "segmentation" if is_segmentation(data.y_test) else "classification"
         if self.base["task"] == "segmentation":
             self.base["ignore_value"] = IGNORE  # pixels no metric counts
+        from cnnkeras.export import objverify
+
+        if objverify.is_objects(model, data.y_test):  # centres on a coarser grid (cnnkeras.export.objverify)
+            self.base.update(task="objects", stride=objverify.stride_of(model))
+            self.base.pop("ignore_value", None)
+            self.ft = objverify.fine_tune_targets(self.ft, self.base["stride"], logging.getLogger(__name__))
 
     def _optimized(self, fmt: Format) -> keras.Model:
         # Seeds dropout, tfmot's cluster initialisation and the fine-tuning stream: same run, same export.
@@ -138,7 +145,8 @@ class ArtifactWriter:
         pixels = np.asarray(self.data.x_test[:GOLDEN_COUNT], np.float32)
         golden = quantize(pixels, info["input"]["scale"], info["input"]["zero_point"], np.dtype(info["input"]["dtype"]))
         pkg = micro.build_package(self.int8, path, pixels, golden, litert.raw_outputs(golden), info, info["ops"],
-                                  self.data.class_names)
+                                  self.data.class_names, task=self.base["task"],
+                                  **({"stride": self.base["stride"]} if "stride" in self.base else {}))
         self.facts["micro"] = {k: pkg[k] for k in ("arena_bytes", "arena_used_bytes", "flash_bytes", "ram_bytes",
                                                    "golden_count", "tflm_vs_litert_max_lsb",
                                                    "tflm_vs_litert_tolerance_lsb")}

@@ -3,7 +3,7 @@
 **RAM** = tensor arena + input/output buffers outside the arena + runtime overhead. TFLite-Micro allocates
 the input and output tensors inside the arena, so the buffers add 0 bytes there (an application that keeps
 its own copy of a camera frame must add it). The arena is measured by ``cnnkeras check`` (TFLM's recording
-allocator, plus the 10% / 1 KiB margin the micro package ships); ``train --board`` estimates it from the
+allocator, plus the optimized kernels' scratch and the margin the micro package ships: ``export/micro_arena.py``); ``train --board`` estimates it from the
 int8 peak activation memory (:func:`estimate_arena`). The overhead outside the arena, per core
 (:data:`CORES`, column ``ram_overhead``), is an estimate:
 

@@ -29,7 +29,8 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 
 def known_sources() -> str:
     """Return the accepted source forms, for error messages."""
-    return "digits, shapes[:N], shapes-seg[:N], stripes-seg[:N], folder:PATH, seg:PATH, npz:PATH, " + ", ".join(KERAS_DATASETS)
+    return ("digits, shapes[:N], shapes-seg[:N], stripes-seg[:N], shapes-objects[:N], folder:PATH, seg:PATH, "
+            "objects:PATH, npz:PATH, " + ", ".join(KERAS_DATASETS))
 
 
 def read_source(source: str, *, image_size: Sequence[int] | None, channels: int | None, seed: int,
@@ -65,6 +66,8 @@ def read_source(source: str, *, image_size: Sequence[int] | None, channels: int 
         return _digits()
     if kind in ("seg", "shapes_seg", "stripes_seg"):  # per-pixel masks (cnnkeras.training.data.segmentation)
         return _segmentation(kind, arg, source, image_size, channels, seed, skip_bad_images)
+    if kind in ("objects", "shapes_objects"):  # box centres (cnnkeras.training.data.objects)
+        return _objects(kind, arg, source, image_size, channels, seed, skip_bad_images)
     if kind == "shapes":
         try:
             count = int(arg) if arg else 1500
@@ -116,6 +119,22 @@ def _segmentation(kind: str, arg: str, source: str, image_size: Sequence[int] | 
         raise DataError(f"{kind.replace('_', '-')}:N needs an integer sample count. Received: {source!r}") from None
     return segdata.shapes_seg(count, tuple(image_size) if image_size is not None else (32, 32), channels or 3, seed,
                               variant=kind.split("_")[0])
+
+
+def _objects(kind: str, arg: str, source: str, image_size: Sequence[int] | None, channels: int | None,
+             seed: int, skip_bad_images: bool) -> RawSource:
+    from cnnkeras.training.data import objects
+
+    if kind == "objects":
+        if not arg:
+            raise DataError(f"objects: needs a folder (objects:PATH with YOLO labels or a COCO JSON file). "
+                            f"Received: {source!r}")
+        return objects.read_objects_folder(arg, image_size, channels, skip_bad_images)
+    try:
+        count = int(arg) if arg else 600
+    except ValueError:
+        raise DataError(f"shapes-objects:N needs an integer sample count. Received: {source!r}") from None
+    return objects.shapes_objects(count, tuple(image_size) if image_size is not None else (64, 64), channels or 3, seed)
 
 
 def _digits() -> RawSource:

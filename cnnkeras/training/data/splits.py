@@ -163,6 +163,10 @@ def load_arrays(source: str, *, image_size: Any = None, channels: int | None = N
 
 def _finish(raw: RawSource, source: str, size: tuple[int, int] | None, channels: int | None,
             val_fraction: float, test_fraction: float, seed: int) -> tuple[SplitArrays, DatasetInfo]:
+    if raw.task == "objects":  # point masks of box centres (cnnkeras.training.data.object_labels)
+        from cnnkeras.training.data.object_labels import finish_objects
+
+        return finish_objects(raw, source, size, channels, val_fraction, test_fraction, seed, lambda a: a)
     if raw.task == "segmentation":
         from cnnkeras.training.data.seg_splits import finish_segmentation
 

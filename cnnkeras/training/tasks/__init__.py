@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from cnnkeras.training.tasks.classification import Classification
+from cnnkeras.training.tasks.objects import Objects
 from cnnkeras.training.tasks.segmentation import Segmentation
 
 logger = logging.getLogger(__name__)
 
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "objects")
 
 
 def for_info(info: Any) -> Classification:
@@ -29,7 +30,10 @@ def for_info(info: Any) -> Classification:
     Returns:
         :class:`Classification` or :class:`Segmentation`.
     """
-    return Segmentation() if getattr(info, "task", "classification") == "segmentation" else Classification()
+    task = getattr(info, "task", "classification")
+    if task == "objects":  # box centres on a coarse grid (cnnkeras.training.tasks.objects)
+        return Objects()
+    return Segmentation() if task == "segmentation" else Classification()
 
 
 def result_line(metrics: dict[str, Any], run_dir: Any) -> str:
@@ -42,6 +46,10 @@ def result_line(metrics: dict[str, Any], run_dir: Any) -> str:
     Returns:
         The line.
     """
+    if task_of_record(metrics) == "objects":
+        return (f"test object F1 {metrics['test_f1']:.2%} (precision {metrics['test_precision']:.2%}, recall "
+                f"{metrics['test_recall']:.2%}, count MAE {metrics['test_count_mae']:.2f}, stride {metrics['stride']}) "
+                f"on {metrics['test_examples']} test images -> {run_dir}")
     if task_of_record(metrics) == "segmentation":
         return (f"test mean IoU {metrics['test_mean_iou']:.2%} (pixel accuracy {metrics['test_pixel_accuracy']:.2%}, "
                 f"loss {metrics['test_loss']:.4f}) on {metrics['test_examples']} test images -> {run_dir}")
@@ -57,7 +65,7 @@ def task_of_record(record: dict[str, Any] | None) -> str:
         record: The parsed JSON (or ``None``).
 
     Returns:
-        ``classification`` or ``segmentation``.
+        ``classification``, ``segmentation`` or ``objects``.
     """
     record = record or {}
     task = record.get("task") or (record.get("dataset") or {}).get("task") or "classification"

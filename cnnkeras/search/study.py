@@ -1,0 +1,165 @@
+"""The study store: an Optuna study in SQLite inside the search folder, or any storage URL Optuna accepts.
+
+Every finished trial is committed to the storage when it ends, so a killed process loses only the trial it was
+running. That trial stays ``RUNNING`` in the storage; :func:`recover_stale` marks it ``FAIL`` (its owner's process
+on this host is gone, or its heartbeat stopped) and enqueues its candidate again, so a resumed search retrains it.
+Several processes (or machines, with a server database) share one study by naming the same ``--storage``
+and ``--study-name``; each asks the storage for its next candidate, so they never train the same trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from cnnkeras.search.config import SearchConfig, SearchError
+
+log = logging.getLogger(__name__)
+STUDY_FILE = "study.db"
+HEARTBEAT_S, GRACE_S = 30, 120
+
+
+def storage_url(config: SearchConfig, out: Path) -> str:
+    """The storage URL: ``--storage`` or ``sqlite:///OUT/study.db``."""
+    return config.storage or f"sqlite:///{(out / STUDY_FILE).resolve()}"
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage with heartbeats (a dead worker's trial is failed after ``GRACE_S``).
+
+    Raises:
+        SearchError: The URL is malformed or its database cannot be reached.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    quiet_optuna()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}}  # several processes wait for the file lock
+    try:
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)  # a stale trial's candidate again
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          heartbeat_stale_trial_callback=retry, **kwargs)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError, ValueError) as exc:
+        raise SearchError(f"--storage {url!r}: cannot open it ({str(exc).splitlines()[0][:200]}). Use a URL such as "
+                          "sqlite:////path/study.db or postgresql://user:pass@host/db (its driver installed).") from None
+
+
+def quiet_optuna() -> None:
+    """Optuna's 'experimental feature' warnings (heartbeats, grouped TPE) and INFO lines: the search prints its own."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sampler(config: SearchConfig) -> Any:
+    """TPE (multivariate, grouped for the conditional space, constant liar for parallel workers) or random.
+
+    Processes sharing a ``--storage`` seed their samplers apart, or they would draw the same candidates.
+    """
+    import optuna
+
+    seed = (config.seed + os.getpid()) % 2**32 if config.storage else config.seed
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, group=True,
+                                      constant_liar=True)
+
+
+def make_pruner(config: SearchConfig, max_epochs: int) -> Any:
+    """Successive halving (ASHA), Hyperband or none, over epochs 1..``max_epochs`` with reduction factor 3."""
+    import optuna
+
+    min_epochs = max(1, max_epochs // 9)
+    if config.pruner == "none" or max_epochs < 2:
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs, reduction_factor=3)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
+
+
+def open_study(config: SearchConfig, storage: Any, max_epochs: int, *, create: bool) -> Any:
+    """Create the study, or load it (``create=False``, or a shared storage where it may already exist).
+
+    Raises:
+        SearchError: ``create=False`` and no such study in the storage.
+    """
+    import optuna
+
+    sampler, pruner = make_sampler(config), make_pruner(config, max_epochs)
+    try:
+        return optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize",
+                                   sampler=sampler, pruner=pruner, load_if_exists=True) if create else \
+            optuna.load_study(storage=storage, study_name=config.study_name, sampler=sampler, pruner=pruner)
+    except KeyError:
+        raise SearchError(f"no study {config.study_name!r} in {storage.url if hasattr(storage, 'url') else storage}. "
+                          "Start the search without --resume.") from None
+
+
+def owner() -> dict[str, Any]:
+    """Who runs a trial (stored with it, so a resumed search knows which RUNNING trials are dead)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _dead_here(attrs: dict[str, Any]) -> bool:
+    if attrs.get("host") != socket.gethostname() or not isinstance(attrs.get("pid"), int):
+        return False
+    try:
+        os.kill(attrs["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return attrs["pid"] == os.getpid()  # our own pid from a previous life (a container restarts at low pids)
+
+
+def recover_stale(study: Any) -> list[int]:
+    """Fail the trials whose process died on this host (kill -9) and enqueue their candidates again.
+
+    Trials of other hosts are failed by Optuna's heartbeat check after ``GRACE_S`` (and retried once).
+
+    Returns:
+        The numbers of the failed trials.
+    """
+    from optuna.trial import TrialState
+
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _dead_here(t.user_attrs.get("owner") or {}):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public setter
+            failed.append(t.number)
+            if t.params:
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    if failed:
+        log.info("trial(s) %s were cut off by a killed process: marked failed, their candidates queued again",
+                 ", ".join(map(str, failed)))
+    return failed
+
+
+def counts(study: Any) -> dict[str, int]:
+    """Trials so far: ``trained`` (complete or pruned, what ``--trials`` counts), ``complete``, ``pruned``,
+    ``rejected`` (did not fit), ``duplicate``, ``failed``, ``running``."""
+    out = dict.fromkeys(("complete", "pruned", "rejected", "duplicate", "failed", "running", "waiting"), 0)
+    for t in study.get_trials(deepcopy=False):
+        out[kind_of(t)] += 1
+    out["trained"] = out["complete"] + out["pruned"]
+    return out
+
+
+def kind_of(t: Any) -> str:
+    """``complete``, ``pruned``, ``rejected``, ``duplicate``, ``failed``, ``running`` or ``waiting``."""
+    from optuna.trial import TrialState
+
+    if "rejected" in t.user_attrs:
+        return "rejected"
+    if "duplicate_of" in t.user_attrs:
+        return "duplicate"
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+            TrialState.RUNNING: "running"}.get(t.state, "waiting")

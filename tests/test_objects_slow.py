@@ -1,0 +1,95 @@
+"""Objects end to end (slow): ``cnnkeras train --data objects:PATH`` -> ``export`` -> ``predict`` on a YOLO folder
+and on a COCO folder, with the proof rows (object F1 of every artifact against the float model) and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnkeras.training.data.object_formats import write_coco, write_yolo
+from cnnkeras.training.data.objects import OBJ_SHAPES, draw_objects_scene
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnkeras", *args], capture_output=True, text=True, timeout=900)
+
+
+def _folder(tmp_path, writer, n=160, size=48):
+    rng = np.random.default_rng(0)
+    pairs = [draw_objects_scene(size, size, rng) for _ in range(n)]
+    return writer(tmp_path / writer.__name__, np.stack([p[0] for p in pairs]), [p[1] for p in pairs], list(OBJ_SHAPES))
+
+
+@pytest.mark.parametrize("writer", [write_yolo, write_coco])
+def test_train_export_predict_on_a_box_folder(tmp_path, writer):
+    root = _folder(tmp_path, writer)
+    run = tmp_path / "run"
+    proc = _cli("train", "--data", f"objects:{root}", "--epochs", "6", "--out", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test object F1" in proc.stdout and "stride 8" in proc.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert metrics["task"] == config["task"] == "objects" and metrics["stride"] == 8 and metrics["grid"] == [6, 6]
+    assert metrics["model"] == "fomo_tiny" and {"circle", "square", "triangle"} <= set(metrics["per_class"])
+    assert 0.0 <= metrics["test_f1"] <= 1.0 and metrics["test_count_mae"] >= 0
+    assert (run / "predictions.png").stat().st_size > 10_000
+
+    proc = _cli("export", str(run))  # every default format, no other flag
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((run / "export" / "report.json").read_text())
+    rows = {a["format"]: a for a in report["artifacts"]}
+    assert report["task"] == "objects" and report["stride"] == 8 and "F1 %" in proc.stdout
+    assert all(a["metric"] == "f1" and a["status"] == "pass" for a in rows.values()), rows
+    assert abs(rows["tflite_int8"]["f1_drop"]) <= 1.0 and rows["tflite_int8"]["fully_integer"]
+    assert rows["micro"]["golden_reproduced"] and rows["micro"]["arena_bytes"] > 0
+    meta = json.loads((run / "export" / "metadata.json").read_text())
+    assert meta["task"] == "objects" and meta["stride"] == 8
+
+    image = next((root / "images").iterdir())
+    proc = _cli("predict", str(run), str(image), "--format", "tflite_int8", "--json", "--out", str(tmp_path / "p"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [result] = json.loads(proc.stdout)
+    assert result["stride"] == 8 and result["count"] == len(result["objects"])
+    assert all(set(o) == {"class", "cell", "x", "y", "score"} for o in result["objects"])
+    assert (tmp_path / "p" / f"{image.stem}_objects.png").is_file()
+    proc = _cli("predict", str(run), str(image))
+    assert proc.returncode == 0 and "object(s)" in proc.stdout
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    from cnnkeras import training
+    from cnnkeras._keras import keras
+    from cnnkeras.training import callbacks as cb
+
+    base = dict(data="shapes-objects:80", image_size=(32, 32), epochs=3, seed=3, batch_size=16, augment="default",
+                final="last", verbose=0)
+    straight = training.train(training.TrainConfig(out=str(tmp_path / "a"), **base))
+    original = cb.EpochState.on_epoch_end
+
+    def interrupt(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cb.EpochState, "on_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(training.TrainConfig(out=str(tmp_path / "b"), **base))
+    monkeypatch.setattr(cb.EpochState, "on_epoch_end", original)
+    resumed = training.train(training.TrainConfig(resume=str(tmp_path / "b"), verbose=0))
+    load = lambda run: keras.models.load_model(run / "model.keras", compile=False).get_weights()  # noqa: E731
+    for x, y in zip(load(straight), load(resumed)):
+        np.testing.assert_array_equal(x, y)
+    assert json.loads((resumed / "metrics.json").read_text())["task"] == "objects"
+
+
+def test_a_bad_box_is_exit_2_naming_the_line(tmp_path):
+    root = _folder(tmp_path, write_yolo, n=12, size=32)
+    (root / "labels" / "img_0004.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 1.7 0.2 0.2\n")
+    proc = _cli("train", "--data", f"objects:{root}", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "img_0004.txt:2: cy=1.7" in proc.stderr and "Traceback" not in proc.stderr

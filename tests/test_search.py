@@ -1,0 +1,280 @@
+"""``cnnkeras search``: the space, the budgets, rejection before training, the error messages, the study store,
+the leaderboard and plot (unit tests), and one quick end-to-end search on digits (tests/test_search_slow.py
+kills and resumes searches and runs two processes on one study)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnkeras.main import main
+from cnnkeras.search import budget as B
+from cnnkeras.search.config import SearchConfig, SearchError, parse_duration, parse_kib, validate
+from cnnkeras.search.space import FAMILIES, Candidate, Space
+
+ROOT = Path(__file__).resolve().parents[1]
+unit = pytest.mark.unit
+
+
+@unit
+@pytest.mark.parametrize("text, expected", [("16", 16 * 1024), ("96K", 96 * 1024), ("0.5M", 512 * 1024),
+                                            (200, 200 * 1024), ("1.5", 1536)])
+def test_budget_sizes_are_kb_or_sizes(text, expected):
+    assert parse_kib(text, "--max-ram") == expected
+
+
+@unit
+@pytest.mark.parametrize("text", ["abc", "-4", "0", "16 parsecs"])
+def test_bad_budget_size_says_how_to_write_one(text):
+    with pytest.raises(SearchError, match=r"--max-ram must be KB .*Received"):
+        parse_kib(text, "--max-ram")
+
+
+@unit
+@pytest.mark.parametrize("text, seconds", [("1h", 3600), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45),
+                                           ("2.5m", 150)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@unit
+@pytest.mark.parametrize("text", ["soon", "0s", "1h30", "m", ""])
+def test_bad_duration(text):
+    with pytest.raises(SearchError, match="--time must be"):
+        parse_duration(text)
+
+
+@unit
+@pytest.mark.parametrize("change, words", [
+    ({"data": None}, "--data is required"), ({"board": None}, "--board is required"),
+    ({"trials": 0}, "--trials must be a whole number >= 1"), ({"max_latency_ms": -3.0}, "--max-latency-ms must be"),
+    ({"max_epochs": 0}, "--max-epochs must be"), ({"pruner": "magic"}, "--pruner must be one of"),
+    ({"max_flash": "lots"}, "--max-flash must be KB"), ({"time": "forever"}, "--time must be")])
+def test_validate_names_the_option_and_the_fix(change, words):
+    config = SearchConfig(**{"data": "digits", "board": "nucleo-l4r5zi", **change})
+    with pytest.raises(SearchError, match=words):
+        validate(config)
+
+
+@unit
+def test_space_follows_the_data():
+    digits = Space.for_data((8, 8, 1))
+    assert digits.resolutions == ("8x8",) and digits.channels == (1,)  # nothing smaller than 8 pixels, grey stays grey
+    colour = Space.for_data((32, 32, 3))
+    assert colour.resolutions == ("32x32", "24x24", "16x16") and colour.channels == (3, 1)
+    assert colour.size() == 2 * 3 * 2 * 5 * (2 + 3 * 3)  # aug x res x channels x widths x (2 + 3 depth families)
+
+
+@unit
+@pytest.mark.parametrize("shape", [(8, 8, 1), (32, 32, 3), (20, 28, 3)])
+def test_every_network_of_the_space_is_a_valid_zoo_spec(shape):
+    import cnnkeras
+
+    space = Space.for_data(shape)
+    for cand in space.architectures():
+        spec = cnnkeras.get_spec(cand.family, cand.input_shape, 10, **cand.model_args())
+        assert tuple(spec.input_shape) == cand.input_shape
+
+
+@unit
+def test_width_and_depth_change_the_network():
+    import cnnkeras
+
+    def params(c):
+        return cnnkeras.summarize(cnnkeras.get_spec(c.family, c.input_shape, 10, **c.model_args())).total_params
+
+    for family in FAMILIES:
+        depth = 2 if family in ("simple_cnn", "ds_cnn", "resnet8") else None
+        small, big = (Candidate(family, w, depth, (16, 16), 1, False) for w in (0.25, 1.5))
+        assert params(small) < params(big), family
+    for family in ("simple_cnn", "ds_cnn", "resnet8"):
+        assert params(Candidate(family, 1.0, 1, (16, 16), 1, False)) != params(Candidate(family, 1.0, 3, (16, 16), 1,
+                                                                                        False))
+
+
+@unit
+def test_suggest_replays_enqueued_parameters():
+    import optuna
+
+    space = Space.for_data((32, 32, 3))
+    for cand in [Candidate("ds_cnn", 0.5, 2, (24, 24), 1, True), Candidate("lean_cnn", 1.0, None, (32, 32), 3, False)]:
+        assert space.suggest(optuna.trial.FixedTrial(space.params_of(cand))) == cand
+        assert Candidate.from_dict(json.loads(json.dumps(cand.to_dict()))) == cand
+
+
+@unit
+def test_budget_takes_the_tighter_limit_and_needs_a_clock_for_latency():
+    b = B.make_budget(SearchConfig(data="digits", board="nucleo-l4r5zi", max_ram="100", max_flash="4M"))
+    assert b.target.sram_bytes == 100 * 1024 and b.target.flash_bytes == b.board.flash_bytes == 2 << 20
+    assert b.tightened
+    with pytest.raises(SearchError, match="needs the board's clock"):
+        B.make_budget(SearchConfig(data="digits", board="cortex-m4,ram=256K,flash=1M", max_latency_ms=10))
+
+
+def _estimates_only(monkeypatch):
+    """Measure with the no-conversion estimate, so rejection logic is tested without TFLite."""
+    monkeypatch.setattr(B, "measure", B.estimate)
+
+
+@unit
+def test_impossible_ram_is_refused_before_any_work_naming_the_smallest(monkeypatch):
+    _estimates_only(monkeypatch)
+    budget = B.make_budget(SearchConfig(data="digits", board="nucleo-l4r5zi", max_ram="8"))
+    space = Space.for_data((8, 8, 1))
+    with pytest.raises(SearchError, match=r"no candidate fits 8\.0 KB of RAM on nucleo-l4r5zi: the smallest needs "
+                                          r"\d+(\.\d)? KB \(.*\)\. Raise --max-ram") as err:
+        B.preflight(space, 10, budget, B.Measurements(10, budget))
+    needed = float(str(err.value).split("the smallest needs ")[1].split(" KB")[0])
+    assert needed > 8
+
+
+@unit
+def test_impossible_latency_is_refused(monkeypatch):
+    _estimates_only(monkeypatch)
+    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@1MHz,ram=1M,flash=4M", max_latency_ms=1))
+    with pytest.raises(SearchError, match=r"no candidate runs within 1 ms .* the fastest .* needs ~"):
+        B.preflight(Space.for_data((8, 8, 1)), 10, budget, B.Measurements(10, budget))
+
+
+@unit
+def test_rejection_reasons_and_latency_shortcut(monkeypatch):
+    calls = []
+    monkeypatch.setattr(B, "measure", lambda c, n, b: calls.append(c) or B.estimate(c, n, b))
+    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@48MHz,ram=32K,flash=128K",
+                                        max_latency_ms=30))
+    m = B.Measurements(10, budget)
+    big = Candidate("simple_cnn", 1.5, 3, (8, 8), 1, True)
+    verdict = m(big)
+    assert not verdict["fits"] and verdict["reasons"] == [f"latency ~{verdict['latency_ms']:.3g} ms > 30 ms"]
+    assert calls == []  # over the latency budget: rejected without converting
+    small = Candidate("resnet8", 0.25, 1, (8, 8), 1, False)
+    assert m(small)["fits"] and m(Candidate("resnet8", 0.25, 1, (8, 8), 1, True))["fits"]
+    assert calls == [small]  # measured once per network (augmentation does not change it)
+
+
+@unit
+@pytest.mark.parametrize("argv, words", [
+    (["--board", "nucleo-l4r5zi", "--max-ram", "abc"], "--max-ram must be KB"),
+    (["--board", "nucleo-l4r5zi", "--trials", "0"], "--trials must be"),
+    (["--board", "nucleo-l4r5zi", "--families", "lenet5"], "unknown or unsearchable family lenet5"),
+    (["--board", "nucleo-l4r5zj"], "Did you mean nucleo-l4r5zi"),
+    ([], "--board is required"),
+    (["--board", "nucleo-l4r5zi", "--resume"], "--resume needs --out"),
+])
+def test_cli_bad_input_exits_2_with_the_reason(argv, words, capsys, tmp_path):
+    assert main(["search", "--data", "digits", "--out", str(tmp_path / "s"), *argv]
+                if "--resume" not in argv else ["search", "--data", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
+@unit
+def test_resume_of_a_folder_without_a_search(tmp_path, capsys):
+    assert main(["search", "--out", str(tmp_path), "--resume"]) == 2
+    assert "holds no search" in capsys.readouterr().err
+
+
+@unit
+def test_registering_the_command_loads_neither_tensorflow_nor_optuna():
+    code = ("import sys; from cnnkeras.common.cli import build_parser; import cnnkeras.search.cli as c; "
+            "build_parser('x', [c.register]); print('tensorflow' in sys.modules, 'optuna' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+@unit
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() without optimize(): no heartbeat thread here
+def test_a_killed_trial_is_failed_and_its_candidate_queued_again(tmp_path):
+    from optuna.trial import TrialState
+
+    from cnnkeras.search.study import counts, open_storage, open_study, recover_stale
+
+    config = SearchConfig(data="digits", board="nucleo-l4r5zi")
+    study = open_study(config, open_storage(f"sqlite:///{tmp_path}/s.db"), 4, create=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask({"family": __import__("optuna").distributions.CategoricalDistribution(list(FAMILIES))})
+    trial.set_user_attr("owner", {"host": __import__("socket").gethostname(), "pid": dead.pid})
+    alive = study.ask()
+    alive.set_user_attr("owner", {"host": __import__("socket").gethostname(), "pid": os.getppid()})
+    assert recover_stale(study) == [trial.number]
+    states = {t.number: t.state for t in study.trials}
+    assert states[trial.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
+    queued = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == trial.number
+    assert counts(study)["failed"] == 1
+
+
+@unit
+def test_pareto_front_and_plot(tmp_path):
+    from cnnkeras.search.pareto import draw, front
+
+    assert front([(3, 90), (1, 80), (2, 95), (4, 94), (2, 70)]) == [(1, 80), (2, 95)]
+    rows = [{"status": "complete", "trial": i, "latency_ms": 2.0 * i, "ram_bytes": 1024 * (10 + i),
+             "int8_val_accuracy": 0.8 + 0.03 * i, "model": f"m{i}"} for i in range(1, 5)]
+    rows.append({"status": "rejected", "trial": 9, "latency_ms": 40.0, "ram_bytes": 90 * 1024,
+                 "int8_val_accuracy": None, "model": "big"})
+    path = draw(tmp_path / "pareto.png", rows, max_latency_ms=10.0, ram_bytes=64 * 1024, board="b", winner=4)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+def test_quick_search_rejects_trains_exports_and_scores_on_validation(tmp_path, capsys):
+    """digits on a 100 KB-flash budget: the default lean_cnn (131 KB) is rejected, others train 1 epoch."""
+    import numpy as np
+
+    from cnnkeras import training
+    from cnnkeras.export import load_predictor
+
+    out = tmp_path / "s"
+    rc = main(["search", "--data", "digits", "--board", "nucleo-l4r5zi", "--max-flash", "100", "--trials", "2",
+               "--max-epochs", "1", "--families", "lean_cnn", "resnet8", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err[-2000:]
+    assert "winner: trial" in printed.out and "int8 val" in printed.out
+    with open(out / "leaderboard.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    first = next(r for r in table if r["trial"] == "0")
+    assert first["status"] == "rejected" and first["model"] == "lean_cnn w1 8x8x1 noaug"
+    assert "flash" in first["reason"] and not (out / "trials" / "trial_0000").exists()  # never trained
+    done = [r for r in table if r["status"] == "complete"]
+    assert len(done) + sum(r["status"] == "pruned" for r in table) == 2
+    assert all(int(r["flash_bytes"]) <= 100 * 1024 and r["fits"] == "True" for r in done)
+    winner = json.loads((out / "winner.json").read_text())
+    assert winner["trial"] == int(done[0]["trial"]) and 0.0 < winner["int8_test_accuracy"] <= 1.0
+    report = json.loads((out / "winner" / "export" / "report.json").read_text())
+    assert {a["format"] for a in report["artifacts"]} >= {"tflite_int8", "micro"}
+    assert {d["board"]: d["status"] for d in report["devices"]} == {"nucleo-l4r5zi": "pass",
+                                                                   "nucleo-l4r5zi-budget": "pass"}
+    # The score is int8 accuracy on the validation split, not the test split.
+    split, _ = training.run_data(out / "winner")
+    probs = load_predictor(out / "winner" / "search_int8.tflite", verify=False).predict(split.val[0])
+    assert float(done[0]["int8_val_accuracy"]) == pytest.approx(np.mean(probs.argmax(1) == split.val[1]))
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert main(["search", "--data", "digits", "--board", "nucleo-l4r5zi", "--out", str(out)]) == 2
+    assert "already holds a search" in capsys.readouterr().err
+
+
+@unit
+def test_budget_text_never_crashes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.text(max_size=12), st.from_regex(r"[0-9.]{0,6}\s?[a-zA-Z]{0,4}([0-9]{0,3}[a-z]{0,3})?")))
+    def check(text):
+        for fn in (lambda t: parse_kib(t, "--max-ram"), parse_duration):
+            try:
+                value = fn(text)
+            except SearchError as exc:
+                assert "Received" in str(exc)
+                continue
+            assert value > 0
+
+    check()

@@ -1,0 +1,120 @@
+"""``cnnkeras search`` under faults and in parallel: kill -9 then --resume continues the same study, Ctrl-C stops
+after the current trial, and two processes on 127.0.0.1 share one SQLite study (each trains its own trials)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+BASE = ["--data", "digits", "--board", "nucleo-l4r5zi", "--families", "lean_cnn", "resnet8", "--no-export"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cnnkeras", "search", *BASE, *args]
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _trials(url: str) -> list:
+    import optuna
+
+    return optuna.load_study(study_name="cnnkeras-search", storage=url).trials
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"the search ended early (rc {proc.returncode}): {log.read_text()[-2000:]}")
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001 - the study (or its database) does not exist yet
+            pass
+        time.sleep(1)
+    proc.kill()
+    pytest.fail(f"timed out: {log.read_text()[-2000:]}")
+
+
+def test_kill_9_then_resume_continues_the_same_study(tmp_path):
+    from optuna.trial import TrialState
+
+    out = tmp_path / "s"
+    url = f"sqlite:///{out}/study.db"
+    log = tmp_path / "first.log"
+    proc = _start(_cli("--trials", "4", "--max-epochs", "3", "--out", str(out)), log)
+
+    def one_done_one_running() -> bool:
+        t = _trials(url)
+        return any(x.state == TrialState.COMPLETE for x in t) and any(
+            x.state == TrialState.RUNNING and "run_dir" in x.user_attrs for x in t)
+
+    _wait_for(one_done_one_running, proc, 600, log)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: (t.state, t.value, t.params) for t in _trials(url)}
+    cut = [n for n, (s, _, _) in before.items() if s == TrialState.RUNNING]
+    assert cut, "no trial was running at the kill"
+    done = subprocess.run(_cli("--out", str(out), "--resume"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {t.number: t for t in _trials(url)}
+    for number, (state, value, params) in before.items():  # nothing finished was lost or redone
+        if state in (TrialState.COMPLETE, TrialState.PRUNED):
+            assert (after[number].state, after[number].value, after[number].params) == (state, value, params)
+    assert after[cut[0]].state == TrialState.FAIL
+    retried = [t for t in after.values() if t.user_attrs.get("retry_of") == cut[0]]
+    assert retried and retried[0].params == before[cut[0]][2] and retried[0].state != TrialState.WAITING
+    trained = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               and "rejected" not in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 4  # --trials counted across the kill: the resumed process trained only what was left
+    assert (out / "leaderboard.csv").is_file() and "winner: trial" in done.stdout
+
+
+def test_ctrl_c_stops_after_the_current_trial_with_a_resume_hint(tmp_path):
+    from optuna.trial import TrialState
+
+    out = tmp_path / "s"
+    url = f"sqlite:///{out}/study.db"
+    log = tmp_path / "run.log"
+    proc = _start(_cli("--trials", "6", "--max-epochs", "3", "--out", str(out)), log)
+    _wait_for(lambda: any(t.state == TrialState.RUNNING and "run_dir" in t.user_attrs for t in _trials(url)),
+              proc, 600, log)
+    running = next(t.number for t in _trials(url) if t.state == TrialState.RUNNING)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=600) == 130
+    text = log.read_text()
+    assert f"cnnkeras search --out {out} --resume" in text and "Traceback" not in text
+    state = {t.number: t.state for t in _trials(url)}[running]
+    assert state in (TrialState.COMPLETE, TrialState.PRUNED)  # the trial in progress finished, it was not lost
+    assert not any(t.state == TrialState.RUNNING for t in _trials(url))
+
+
+def test_two_processes_share_one_sqlite_study(tmp_path):
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path}/shared.db"
+    procs = [_start(_cli("--trials", "6", "--max-epochs", "2", "--storage", url, "--out", str(tmp_path / f"w{i}"),
+                         "--seed", "0"), tmp_path / f"w{i}.log") for i in range(2)]
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=1200) == 0, (tmp_path / f"w{i}.log").read_text()[-3000:]
+    trials = _trials(url)
+    trained = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+               and "rejected" not in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    assert 6 <= len(trained) <= 7  # the shared count: each process stops at 6 (one may finish a last trial)
+    owners = {t.user_attrs["owner"]["pid"] for t in trained}
+    assert owners == {p.pid for p in procs}  # both processes trained trials of the one study
+    assert len({t.number for t in trials}) == len(trials)
+    for t in trained:
+        assert Path(t.user_attrs["run_dir"]).is_dir()
