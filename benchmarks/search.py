@@ -50,8 +50,13 @@ def run_search(data: str, board: str, latency: float, budget: float, max_epochs:
                sampler: str) -> dict:
     """One search (``sampler="random"``: the random baseline, no pruning)."""
     start = time.monotonic()
-    result = cnnkeras.search(data=data, board=board, max_latency_ms=latency, time=f"{int(budget)}s", out=str(out),
-                             max_epochs=max_epochs, sampler=sampler, pruner="asha" if sampler == "tpe" else "none")
+    try:
+        result = cnnkeras.search(data=data, board=board, max_latency_ms=latency, time=f"{int(budget)}s",
+                                 out=str(out), max_epochs=max_epochs, sampler=sampler,
+                                 pruner="asha" if sampler == "tpe" else "none")
+    except cnnkeras.UserError as exc:  # e.g. nothing finished within the budget: a result, recorded as such
+        return {"pick": f"none ({str(exc)[:90]})", "val": 0.0, "test": 0.0, "ram": None, "flash": None,
+                "latency": None, "fits": False, "counts": None, "seconds": time.monotonic() - start}
     return _pick_row(result, time.monotonic() - start)
 
 

@@ -172,3 +172,18 @@ def test_tflm_child_imports_no_tensorflow(package):
     proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert proc.stdout.strip().splitlines()[-1] == "clean"
+
+
+def test_a_softmax_tflm_would_abort_on_is_named_not_a_bare_exit_code():
+    """TFLM aborts (SIGABRT, no message) preparing an int8 Softmax whose logits span almost no range."""
+    from cnnkeras._keras import keras
+    from cnnkeras.export.errors import ExportError
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255.0)(inp))
+    x = keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-9))(x)
+    model = keras.Model(inp, keras.layers.Softmax()(x))
+    calib = convert.representative_dataset(np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 1)).astype("f4"), 8)
+    data = convert.to_tflite(model, FORMATS["tflite_int8"], calib)
+    with pytest.raises(ExportError, match="input scale .* below 2\\^-26.*untrained or has collapsed"):
+        micro.run_tflm(data, np.zeros((1, 8, 8, 1), np.int8))

@@ -123,6 +123,8 @@ def run_tflm(data: bytes, q_inputs: np.ndarray, *, arena_size: int = PROBE_ARENA
             tflm_log = " | ".join(line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()
                                   if line.strip() and "RecordingMicroAllocator" not in line
                                   and not line.startswith(("I0000", "W0000", "WARNING: All log")))
+            if proc.returncode < 0 and micro_arena.tiny_softmax_inputs(data):
+                raise ExportError(micro_arena.tiny_softmax_inputs(data))
             raise ExportError(f"TFLM interpreter failed (exit code {proc.returncode}, arena {arena_size} bytes): "
                               f"{tflm_log[-800:]}")
         out = np.load(result)

@@ -314,6 +314,9 @@ def _facts(a: dict) -> list[str]:
                 f"flash {a['flash_bytes']} B (model flatbuffer). Golden vectors are TFLM's own outputs with the "
                 f"shipped arena (replayed from the written package: {a.get('golden_reproduced')}); TFLM vs LiteRT "
                 f"on them: max {a['tflm_vs_litert_max_lsb']} LSB (tolerance {a['tflm_vs_litert_tolerance_lsb']})."]
+    if a["format"] == "micro" and a.get("arena_measured_for"):
+        measured = "; ".join(f"{m['kernels']}: {m['used_bytes']} B" for m in a["arena_measured_for"])
+        out += [f"- micro: shipped arena {a.get('arena_bytes')} B = {a.get('arena_rule')}. Measured need: {measured}."]
     return out
 
 

@@ -151,3 +151,8 @@ class ArtifactWriter:
                                                    "golden_count", "tflm_vs_litert_max_lsb",
                                                    "tflm_vs_litert_tolerance_lsb")}
         self.facts["micro"]["litert_kernels"] = "reference"
+        # What the shipped arena was measured for (export --firmware-check adds the device kernel sets).
+        self.facts["micro"]["arena_rule"] = pkg["arena_rule"]
+        self.facts["micro"]["arena_measured_for"] = [
+            {"kernels": "TFLM reference kernels (tflite-micro Python interpreter, this machine)",
+             "used_bytes": pkg["arena_used_bytes"]}]
