@@ -7,8 +7,10 @@ by what the command prints now. A command ending in ``# exits N`` must exit with
 Long outputs keep their first and last lines and say how many were cut. Pictures are copied from the work
 folder by comment lines ``<!-- guide-image: WORK/PATH.png -> images/NAME.png -->`` placed before the
 image link. ``--check`` runs everything and reports mismatching exit codes without rewriting.
+``--sections 11 12`` re-runs only the blocks under those ``## N.`` headings (and copies only their pictures),
+in the existing work folder, which it keeps: later sections may use what earlier ones wrote there.
 
-Usage: ``python docs/make_guide.py [--work DIR] [--check]``
+Usage: ``python docs/make_guide.py [--work DIR] [--check] [--sections N [N ...]]``
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ GUIDE = ROOT / "docs" / "guide.md"
 FENCE = re.compile(r"^```console\n(.*?)^```\n", re.S | re.M)
 IMAGE = re.compile(r"<!-- guide-image: (\S+) -> (\S+) -->")
 EXPECT = re.compile(r"#\s*exits\s+(\d+)\s*$")
+HEADING = re.compile(r"^## (?:(\d+)\.)?", re.M)
 MAX_LINES = 36
 
 
@@ -57,6 +60,39 @@ def commands_in(markdown: str) -> list[Command]:
     return out
 
 
+def section_spans(markdown: str, numbers: list[int]) -> list[tuple[int, int]]:
+    """Where the sections with these numbers lie in the guide.
+
+    A section runs from its ``## N.`` heading to the next ``## `` heading (numbered or not) or the end.
+
+    Args:
+        markdown: The guide's text.
+        numbers: Section numbers, as in ``## 11. Title``.
+
+    Returns:
+        ``(start, end)`` character offsets, one per section found, in the guide's order.
+
+    Raises:
+        ValueError: When a number has no ``## N.`` heading.
+    """
+    headings = list(HEADING.finditer(markdown))
+    spans, found = [], set()
+    for i, heading in enumerate(headings):
+        if heading.group(1) and int(heading.group(1)) in numbers:
+            end = headings[i + 1].start() if i + 1 < len(headings) else len(markdown)
+            spans.append((heading.start(), end))
+            found.add(int(heading.group(1)))
+    missing = sorted(set(numbers) - found)
+    if missing:
+        raise ValueError(f"no section numbered {', '.join(map(str, missing))} in {GUIDE.name}")
+    return spans
+
+
+def in_spans(position: int, spans: list[tuple[int, int]] | None) -> bool:
+    """Whether ``position`` lies in one of ``spans`` (always true when ``spans`` is None: the whole guide)."""
+    return spans is None or any(start <= position < end for start, end in spans)
+
+
 def run(command: Command, work: Path) -> tuple[int, str]:
     """Run one command in ``work``; return its exit code and its cleaned-up output (stdout + stderr)."""
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -72,12 +108,14 @@ def run(command: Command, work: Path) -> tuple[int, str]:
     return proc.returncode, "\n".join(lines)
 
 
-def rewrite(markdown: str, work: Path) -> tuple[str, list[str]]:
+def rewrite(markdown: str, work: Path, spans: list[tuple[int, int]] | None = None) -> tuple[str, list[str]]:
     """Run every block's commands and put their fresh outputs into the text.
 
     Args:
         markdown: The guide's text.
         work: Folder the commands run in.
+        spans: Only the blocks inside these ``(start, end)`` offsets run (see ``section_spans``); the
+            others keep their text. None: every block.
 
     Returns:
         ``(new text, failures)``: a failure names a command whose exit code was not the expected one.
@@ -85,6 +123,8 @@ def rewrite(markdown: str, work: Path) -> tuple[str, list[str]]:
     failures: list[str] = []
 
     def block(match: re.Match) -> str:
+        if not in_spans(match.start(), spans):
+            return match.group(0)
         parts = []
         for line in match.group(1).splitlines():
             if not line.startswith("$ "):
@@ -103,10 +143,13 @@ def rewrite(markdown: str, work: Path) -> tuple[str, list[str]]:
     return FENCE.sub(block, markdown), failures
 
 
-def copy_images(markdown: str, work: Path) -> list[str]:
-    """Copy the pictures the guide names from the work folder next to the guide; return missing ones."""
+def copy_images(markdown: str, work: Path, spans: list[tuple[int, int]] | None = None) -> list[str]:
+    """Copy the pictures the guide names (inside ``spans``, if given) next to the guide; return missing ones."""
     missing = []
-    for source, target in IMAGE.findall(markdown):
+    for image in IMAGE.finditer(markdown):
+        if not in_spans(image.start(), spans):
+            continue
+        source, target = image.groups()
         src, dst = work / source, GUIDE.parent / target
         if not src.is_file():
             missing.append(source)
@@ -121,14 +164,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=str(ROOT / "saved_models" / "guide"), help="folder the commands run in")
     parser.add_argument("--check", action="store_true", help="run everything, rewrite nothing")
+    parser.add_argument("--sections", nargs="+", type=int, metavar="N",
+                        help="re-run only the blocks of these numbered sections, in the kept work folder")
     args = parser.parse_args(argv)
     work = Path(args.work).resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     text = GUIDE.read_text()
-    new_text, failures = rewrite(text, work)
-    missing = copy_images(new_text, work) if not args.check else []
+    try:
+        spans = section_spans(text, args.sections) if args.sections else None
+    except ValueError as error:
+        parser.error(str(error))
+    if spans is None and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    new_text, failures = rewrite(text, work, spans)
+    # the rewritten text moved the later sections: find them again there
+    new_spans = section_spans(new_text, args.sections) if args.sections else None
+    missing = copy_images(new_text, work, new_spans) if not args.check else []
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     for source in missing:

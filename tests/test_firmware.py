@@ -95,10 +95,16 @@ def _package(tmp_path_factory, model_name: str, shape: tuple[int, ...], classes:
     from cnnkeras.export.exporter import export_model
     from cnnkeras.export.inputs import Data
 
+    from cnnkeras._keras import keras
+
+    keras.utils.set_random_seed(1)  # fixed weights: TFLM refuses a Softmax over logits with almost no range
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, (64, *shape)).astype("float32")
     y = rng.integers(0, classes, 64)
     model = cnnkeras.create_model(model_name, shape, classes)
+    last = next(layer for layer in reversed(model.layers) if layer.get_weights())
+    # Untrained logits span almost no range, which TFLM's int8 Softmax refuses; a trained head spreads them.
+    last.set_weights([w * 1000.0 for w in last.get_weights()])
     out = tmp_path_factory.mktemp(model_name) / "export"
     export_model(model, Data(x, y, x[:8], y[:8], [f"c{i}" for i in range(classes)]), out=out,
                  formats=["tflite_int8", "micro"], calibration_samples=32, latency_runs=1)

@@ -52,6 +52,48 @@ def test_every_command_block_has_its_output_pasted():
         assert lines and lines[0].startswith("$ ")
 
 
+SAMPLE = """# Guide
+
+## 1. First
+```console
+$ echo one
+old one
+```
+
+## 2. Second
+```console
+$ echo two
+old two
+```
+
+## Notes (not numbered)
+```console
+$ echo notes
+old notes
+```
+"""
+
+
+@pytest.mark.unit
+def test_sections_select_only_their_numbered_heading_up_to_the_next_heading():
+    spans = make_guide.section_spans(SAMPLE, [2])
+    assert len(spans) == 1
+    start, end = spans[0]
+    assert SAMPLE[start:end].startswith("## 2. Second") and "echo two" in SAMPLE[start:end]
+    assert "echo notes" not in SAMPLE[start:end] and "echo one" not in SAMPLE[start:end]
+    assert len(make_guide.section_spans(SAMPLE, [1, 2])) == 2
+    with pytest.raises(ValueError, match="no section numbered 3"):
+        make_guide.section_spans(SAMPLE, [2, 3])
+
+
+@pytest.mark.unit
+def test_rewrite_runs_only_the_selected_sections_and_keeps_the_other_blocks(tmp_path):
+    text, failures = make_guide.rewrite(SAMPLE, tmp_path, make_guide.section_spans(SAMPLE, [2]))
+    assert not failures
+    assert "$ echo two\ntwo\n```" in text and "old two" not in text
+    assert "$ echo one\nold one\n" in text and "$ echo notes\nold notes\n" in text
+
+
 @pytest.mark.slow
 def test_the_guide_runs_as_written(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "docs" / "make_guide.py"), "--check", "--work",

@@ -174,7 +174,7 @@ def test_tflm_child_imports_no_tensorflow(package):
     assert proc.stdout.strip().splitlines()[-1] == "clean"
 
 
-def test_a_softmax_tflm_would_abort_on_is_named_not_a_bare_exit_code():
+def test_a_softmax_tflm_would_abort_on_is_named_not_a_bare_exit_code(tmp_path):
     """TFLM aborts (SIGABRT, no message) preparing an int8 Softmax whose logits span almost no range."""
     from cnnkeras._keras import keras
     from cnnkeras.export.errors import ExportError
@@ -187,3 +187,9 @@ def test_a_softmax_tflm_would_abort_on_is_named_not_a_bare_exit_code():
     data = convert.to_tflite(model, FORMATS["tflite_int8"], calib)
     with pytest.raises(ExportError, match="input scale .* below 2\\^-26.*untrained or has collapsed"):
         micro.run_tflm(data, np.zeros((1, 8, 8, 1), np.int8))
+    # LiteRT's reference Softmax (the micro row's comparison) aborts the process the same way: a failed row, no crash.
+    x = np.random.default_rng(0).uniform(0, 255, (16, 8, 8, 1)).astype("f4")
+    report = export_model(model, Data(x, np.arange(16) % 4, x[:4], np.arange(4), list("abcd")), out=tmp_path / "e",
+                          formats=["tflite_int8", "micro"], calibration_samples=8, latency_runs=1)
+    row = {a["format"]: a for a in report["artifacts"]}["micro"]
+    assert row["status"] == "fail" and "untrained or has collapsed" in " ".join(row["failures"])

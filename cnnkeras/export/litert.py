@@ -35,6 +35,11 @@ def open_litert(data: bytes, where: str = "model", num_threads: int | None = Non
     validate_tflite_bytes(data, where)
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if reference_kernels:  # the reference kernels TFLM also runs: bit-exact comparisons with the device
+        from cnnkeras.export.micro_arena import tiny_softmax_inputs
+
+        abort = tiny_softmax_inputs(data)  # the reference Softmax aborts the process on such a graph
+        if abort:
+            raise ExportError(f"{where}: {abort}")
         resolver = OpResolverType.BUILTIN_REF
     try:
         with filtered_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
