@@ -35,8 +35,6 @@ def open_litert(data: bytes, where: str = "model", num_threads: int | None = Non
     validate_tflite_bytes(data, where)
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if reference_kernels:  # the reference kernels TFLM also runs: bit-exact comparisons with the device
-        from cnnkeras.export.micro_arena import tiny_softmax_inputs
-
         abort = tiny_softmax_inputs(data)  # the reference Softmax aborts the process on such a graph
         if abort:
             raise ExportError(f"{where}: {abort}")
@@ -147,3 +145,23 @@ class TFLitePredictor(Predictor):
             self.interp.invoke()
             rows.append(self.interp.get_tensor(self._out["index"])[0].copy())
         return np.stack(rows)
+
+
+def tiny_softmax_inputs(data: bytes) -> str | None:
+    """Why TFLM would abort (no message) preparing this graph's int8 Softmax, or ``None``.
+
+    TFLM's ``PreprocessSoftmaxScaling`` checks that ``input_scale x 2^26`` (beta 1, 5 integer bits) is above 1
+    and aborts the process otherwise: a Softmax whose input (the logits) spans almost no range, as an untrained
+    or collapsed model's do. Found with seeded random weights on mobilenet_tiny.
+    """
+    interp = open_litert(data, delegates=False)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only op listing LiteRT offers
+        if op["op_name"] != "SOFTMAX" or not len(op["inputs"]):
+            continue
+        scale = float(tensors[op["inputs"][0]]["quantization"][0] or 0.0)
+        if 0 < scale * 2.0 ** 26 <= 1.0:
+            return (f"TFLM cannot run this model's int8 Softmax: its input scale {scale:.3g} is below 2^-26 (the logits "
+                    "span almost no range; TFLM aborts preparing it). The model is untrained or has collapsed: train "
+                    "it (longer, or with a higher learning rate) before exporting the micro format.")
+    return None

@@ -28,6 +28,7 @@ from cnnkeras.export import micro_arena, micro_main
 from cnnkeras.export import micro_sources as src
 from cnnkeras.export.errors import ExportError
 from cnnkeras.export.firmware import package_files
+from cnnkeras.export.litert import tiny_softmax_inputs
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,9 @@ def run_tflm(data: bytes, q_inputs: np.ndarray, *, arena_size: int = PROBE_ARENA
             tflm_log = " | ".join(line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines()
                                   if line.strip() and "RecordingMicroAllocator" not in line
                                   and not line.startswith(("I0000", "W0000", "WARNING: All log")))
-            if proc.returncode < 0 and micro_arena.tiny_softmax_inputs(data):
-                raise ExportError(micro_arena.tiny_softmax_inputs(data))
+            abort = tiny_softmax_inputs(data) if proc.returncode < 0 else None
+            if abort:
+                raise ExportError(abort)
             raise ExportError(f"TFLM interpreter failed (exit code {proc.returncode}, arena {arena_size} bytes): "
                               f"{tflm_log[-800:]}")
         out = np.load(result)
