@@ -1,4 +1,4 @@
-"""Pretrained edge backbones from ``keras.applications`` with a new classifier head.
+"""Pretrained edge backbones from ``keras.applications`` with a new head (classifier; objects in detectors).
 
 Every model built here keeps the product's invariants:
 
@@ -11,8 +11,9 @@ Every model built here keeps the product's invariants:
   tfmot's per-layer wrappers and weight copying by layer name all see each layer;
 * every layer has a deterministic name (Keras' auto names such as ``re_lu_37`` depend on how many
   models the process built before; they are renamed after the nearest named layer upstream);
-* the head is ``head_pool`` -> ``head_dropout`` -> ``predictions`` (softmax): everything else is the
-  backbone (see :func:`is_head_layer`).
+* the head is ``head_pool`` -> ``head_dropout`` -> ``predictions`` (softmax), or for objects a 1x1 conv
+  ``predictions`` on the stride-8 features (:func:`cnnkeras.detectors.build_backbone_fomo`): everything else is
+  the backbone (see :func:`is_head_layer`).
 
 ``weights="imagenet"`` goes through Keras' own loader and cache (``$KERAS_HOME/models`` or
 ``~/.keras/models``); without network and without the cached file a :class:`WeightsError` names the
@@ -146,17 +147,12 @@ def _check_shape(backbone: str, input_shape: Sequence[int]) -> tuple[int, int, i
     if min(h, w) < MIN_SIZE:
         raise SpecError(f"backbone {backbone!r} needs an input of at least {MIN_SIZE}x{MIN_SIZE} (keras.applications' "
                         f"minimum). Received: input_shape={h}x{w}x{c}; pass --image-size {MIN_SIZE}x{MIN_SIZE} or "
-                        f"larger "
-                        f"(e.g. 96x96) to train, or a larger --input-shape to summary/check.")
+                        f"larger (e.g. 96x96) to train, or a larger --input-shape to summary/check.")
     return h, w, c
 
 
 def keras_cache_dir() -> Path:
-    """The folder Keras' file cache lives in: ``$KERAS_HOME`` if set, else ``~/.keras``.
-
-    Returns:
-        The cache root (weights go to its ``models/`` subfolder).
-    """
+    """Return the root of Keras' file cache: ``$KERAS_HOME`` if set, else ``~/.keras`` (weights: ``models/``)."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
 
 
@@ -247,14 +243,39 @@ def build_backbone_model(backbone: str, input_shape: Sequence[int], num_classes:
         SpecError: Unknown backbone, bad alpha or input shape.
         WeightsError: Weights missing offline, for an alpha without ImageNet weights, or not matching.
     """
-    from cnnkeras._keras import keras, layers  # here, not at import: listing backbones needs no TensorFlow
+    from cnnkeras._keras import layers  # here, not at import: listing backbones needs no TensorFlow
+
+    if not 0 <= dropout < 1:
+        raise SpecError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    inputs, app, default_name = backbone_body(backbone, input_shape, num_classes, alpha=alpha, weights=weights)
+    y = layers.GlobalAveragePooling2D(name="head_pool")(app.output)
+    y = layers.Dropout(dropout, name="head_dropout")(y)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(y)
+    return finish_model(inputs, outputs, name or default_name)
+
+
+def backbone_body(backbone: str, input_shape: Sequence[int], num_classes: int, *, alpha: float | None = None,
+                  weights: str | os.PathLike | None = "imagenet") -> tuple[Any, Any, str]:
+    """The pretrained body every backbone head sits on: input, grey-to-RGB, preprocessing, the application.
+
+    Args:
+        backbone, input_shape, alpha, weights: As for :func:`build_backbone_model`.
+        num_classes: Classes of the head to come (checked here).
+
+    Returns:
+        ``(inputs, app, name)``: the ``image`` input, the application (``include_top=False``, weights loaded) on
+        it and the default model name ``<backbone>_a<alpha>_<H>x<W>``. Put a head on ``app.output`` (or an inner
+        layer's output) and call :func:`finish_model`.
+
+    Raises:
+        SpecError, WeightsError: As :func:`build_backbone_model`.
+    """
+    from cnnkeras._keras import keras, layers
 
     h, w, c = _check_shape(backbone, input_shape)
     alpha = resolve_alpha(backbone, alpha)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise SpecError(f"num_classes must be an integer >= 1. Received: num_classes={num_classes!r}")
-    if not 0 <= dropout < 1:
-        raise SpecError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     weights_arg = _weights_argument(weights)
     kwargs = _app_kwargs(backbone, alpha, weights_arg)
     spec = BACKBONES[backbone]
@@ -272,15 +293,28 @@ def build_backbone_model(backbone: str, input_shape: Sequence[int], num_classes:
         where = f"weights file {weights_arg}: " if weights_arg not in (None, "imagenet") else ""
         error = WeightsError if where else SpecError
         raise error(f"{backbone} (alpha={alpha}, input {h}x{w}x{c}): {where}{exc}") from None
-    y = layers.GlobalAveragePooling2D(name="head_pool")(app.output)
-    y = layers.Dropout(dropout, name="head_dropout")(y)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(y)
     alpha_tag = f"_a{str(alpha).replace('.', '')}" if alpha is not None else ""
+    return inputs, app, f"{backbone}{alpha_tag}_{h}x{w}"
+
+
+def finish_model(inputs: Any, outputs: Any, name: str) -> Any:
+    """The functional model from ``inputs`` to ``outputs``, Keras' auto-named layers renamed deterministically.
+
+    Args:
+        inputs: The input from :func:`backbone_body`.
+        outputs: The head's output tensor.
+        name: Model name.
+
+    Returns:
+        An uncompiled ``keras.Model`` (only the layers ``outputs`` depends on).
+    """
+    from cnnkeras._keras import keras
+
     # Rename first, on a throw-away view of the graph, then build the model: a functional model records its
     # nodes by layer name when it is built ("re_lu_37_ib-0"), and get_config (so model.save) drops every node
     # of a layer renamed afterwards, which leaves a file whose graph keras.models.load_model loops on forever.
     _name_auto_layers(keras.Model(inputs, outputs, name="draft"))
-    return keras.Model(inputs, outputs, name=name or f"{backbone}{alpha_tag}_{h}x{w}")
+    return keras.Model(inputs, outputs, name=name)
 
 
 _OP_NAME = re.compile(r"^tf\.(?:__operators__\.|math\.|nn\.)?([a-z_]+?)(?:_\d+)?$")

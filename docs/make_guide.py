@@ -8,7 +8,8 @@ Long outputs keep their first and last lines and say how many were cut. Pictures
 folder by comment lines ``<!-- guide-image: WORK/PATH.png -> images/NAME.png -->`` placed before the
 image link. ``--check`` runs everything and reports mismatching exit codes without rewriting.
 ``--sections 11 12`` re-runs only the blocks under those ``## N.`` headings (and copies only their pictures),
-in the existing work folder, which it keeps: later sections may use what earlier ones wrote there.
+in the existing work folder, which it keeps: later sections may use what earlier ones wrote there. Only the
+``--out PATH`` folders of the selected sections' commands are removed first, so that they run as on a fresh run.
 
 Usage: ``python docs/make_guide.py [--work DIR] [--check] [--sections N [N ...]]``
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -91,6 +93,31 @@ def section_spans(markdown: str, numbers: list[int]) -> list[tuple[int, int]]:
 def in_spans(position: int, spans: list[tuple[int, int]] | None) -> bool:
     """Whether ``position`` lies in one of ``spans`` (always true when ``spans`` is None: the whole guide)."""
     return spans is None or any(start <= position < end for start, end in spans)
+
+
+def outputs_of(markdown: str, spans: list[tuple[int, int]], work: Path) -> list[Path]:
+    """The ``--out PATH`` paths of the commands inside ``spans``, resolved in ``work`` (paths outside it are left out).
+
+    Args:
+        markdown: The guide's text.
+        spans: ``(start, end)`` offsets from ``section_spans``.
+        work: Folder the commands run in.
+
+    Returns:
+        The paths, in the guide's order, without repeats.
+    """
+    paths: list[Path] = []
+    for block in FENCE.finditer(markdown):
+        if not in_spans(block.start(), spans):
+            continue
+        for line in block.group(1).splitlines():
+            words = shlex.split(EXPECT.sub("", line[2:])) if line.startswith("$ ") else []
+            for flag, value in zip(words, words[1:] + [""]):
+                name = value if flag == "--out" else flag[len("--out="):] if flag.startswith("--out=") else ""
+                path = (work / name).resolve() if name else None
+                if path is not None and path != work and path.is_relative_to(work) and path not in paths:
+                    paths.append(path)
+    return paths
 
 
 def run(command: Command, work: Path) -> tuple[int, str]:
@@ -175,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if spans is None and work.exists():
         shutil.rmtree(work)
+    for path in outputs_of(text, spans, work) if spans else []:  # what the selected sections write again
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     work.mkdir(parents=True, exist_ok=True)
     new_text, failures = rewrite(text, work, spans)
     # the rewritten text moved the later sections: find them again there

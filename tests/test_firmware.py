@@ -92,10 +92,9 @@ def sources(monkeypatch):
 def _package(tmp_path_factory, model_name: str, shape: tuple[int, ...], classes: int) -> Path:
     """An untrained model's micro package (weights do not change what the firmware must do)."""
     import cnnkeras
+    from cnnkeras._keras import keras
     from cnnkeras.export.exporter import export_model
     from cnnkeras.export.inputs import Data
-
-    from cnnkeras._keras import keras
 
     keras.utils.set_random_seed(1)  # fixed weights: TFLM refuses a Softmax over logits with almost no range
     rng = np.random.default_rng(1)

@@ -94,6 +94,14 @@ def test_rewrite_runs_only_the_selected_sections_and_keeps_the_other_blocks(tmp_
     assert "$ echo one\nold one\n" in text and "$ echo notes\nold notes\n" in text
 
 
+@pytest.mark.unit
+def test_a_sections_run_clears_only_the_out_folders_of_its_sections(tmp_path):
+    text = SAMPLE.replace("$ echo two", "$ cnnkeras train --out runs/b --epochs 1  # exits 0\n$ cnnkeras x --out=c --out ../up")
+    text = text.replace("$ echo one", "$ cnnkeras train --out runs/a")
+    paths = make_guide.outputs_of(text, make_guide.section_spans(text, [2]), tmp_path)
+    assert paths == [tmp_path / "runs" / "b", tmp_path / "c"]  # not section 1's, never outside the work folder
+
+
 @pytest.mark.slow
 def test_the_guide_runs_as_written(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "docs" / "make_guide.py"), "--check", "--work",

@@ -293,3 +293,74 @@ def test_predict_lists_objects_in_the_image_pixels(tmp_path):
 def test_write_yolo_names_the_classes_without_background(tmp_path):
     assert Path(write_yolo(tmp_path / "y", *_scenes(2), list(OBJ_SHAPES))).joinpath("classes.txt").read_text() == \
         "circle\nsquare\ntriangle\n"
+
+
+@pytest.mark.parametrize("backbone, shape, cut", [("mobilenet_v2", (64, 64, 3), "block_6_expand_relu"),
+                                                  ("mobilenet", (48, 40, 1), "conv_pw_5_relu")])
+def test_backbone_objects_head_sits_on_the_last_stride_8_layer(backbone, shape, cut):
+    import cnnkeras
+    from cnnkeras.backbones import is_head_layer
+    from cnnkeras.common.centroids import model_stride
+    from cnnkeras.detectors import build_backbone_fomo
+
+    model = build_backbone_fomo(backbone, shape, 4, weights=None)
+    head = model.get_layer("predictions")
+    assert head._inbound_nodes[0].inbound_layers.name == cut  # noqa: SLF001
+    assert model.layers[-1] is head and head.kernel_size == (1, 1) and head.activation.__name__ == "softmax"
+    assert model.output_shape == (None, shape[0] // 8, shape[1] // 8, 4)
+    assert model_stride(model.input_shape, model.output_shape) == 8
+    assert cnnkeras.model_head_type(model) == "dense_map" and not cnnkeras.model_outputs_logits(model)
+    assert [lay.name for lay in model.layers if is_head_layer(lay)] == ["predictions"]
+    # nothing of the stride-16 stage is left: every layer's map is at least the grid's size
+    assert min(lay.output.shape[1] for lay in model.layers if len(lay.output.shape) == 4) == shape[0] // 8
+
+
+def test_stride_layer_stops_before_the_coarser_stage_and_refuses_a_model_without_one():
+    from cnnkeras._keras import keras, layers
+    from cnnkeras.detectors import stride_layer
+    from cnnkeras.errors import SpecError
+
+    x = inp = keras.Input((32, 32, 3))
+    for i, stride in enumerate((2, 2, 2, 1, 2, 1)):
+        x = layers.Conv2D(4, 3, strides=stride, padding="same", name=f"c{i}")(x)
+    x = layers.Conv2D(4, 1, name="late")(layers.UpSampling2D(2, name="up")(x))  # back at stride 8, after the cut
+    assert stride_layer(keras.Model(inp, x), (32, 32, 3)).name == "c3"
+    with pytest.raises(SpecError, match="no layer outputs a 4x4 .*--model fomo_tiny"):
+        stride_layer(keras.Model(inp, layers.Conv2D(4, 3, strides=4, name="s4")(inp)), (32, 32, 3))
+
+
+def test_backbone_objects_needs_multiples_of_8_and_shares_the_classifiers_body_names():
+    from cnnkeras.backbones import build_backbone_model
+    from cnnkeras.detectors import build_backbone_fomo
+    from cnnkeras.errors import SpecError
+    from cnnkeras.training.transfer.model import copy_body_weights
+
+    with pytest.raises(SpecError, match="multiples of 8.*--image-size 40x48"):
+        build_backbone_fomo("mobilenet", (44, 48, 3), 3, weights=None)
+    source = build_backbone_model("mobilenet", (48, 48, 3), 7, weights=None)
+    target = build_backbone_fomo("mobilenet", (48, 48, 3), 3, weights=None)
+    assert copy_body_weights(source, target, "source") == len([lay for lay in target.layers if lay.weights]) - 1
+
+
+def test_transfer_picks_the_objects_head_from_the_data_source():
+    from cnnkeras.training.config import TrainConfig
+    from cnnkeras.training.transfer.model import build_transfer_model
+    from cnnkeras.training.transfer.setup import transfer_task
+
+    assert [transfer_task(TrainConfig(data=d)) for d in ("shapes-objects:300", "objects:/x", "shapes", "seg:/x")] == \
+        ["objects", "objects", "classification", "classification"]
+    config = TrainConfig(data="shapes-objects:50", backbone="mobilenet", alpha=0.25, weights="none", freeze_epochs=0)
+    assert build_transfer_model(config, (32, 32, 3), 4).output_shape == (None, 4, 4, 4)
+    assert build_transfer_model(config, (32, 32, 3), 4, task="classification").output_shape == (None, 4)
+
+
+def test_init_from_a_fomo_tiny_model_keeps_its_per_cell_conv_head(tmp_path):
+    import cnnkeras
+    from cnnkeras.training.transfer.model import model_from_run
+
+    source = cnnkeras.create_model("fomo_tiny", (32, 32, 3), 4)
+    source.save(tmp_path / "fomo.keras")
+    model = model_from_run(tmp_path / "fomo.keras", (48, 48, 3), 6, task="objects")
+    assert model.output_shape == (None, 6, 6, 6) and cnnkeras.model_head_type(model) == "dense_map"
+    body = source.get_layer("block6_sepconv")
+    assert all(np.array_equal(a, b) for a, b in zip(body.get_weights(), model.get_layer(body.name).get_weights()))

@@ -114,7 +114,7 @@ def progress_line(study: Any, last: Any, trials: int | None, start: float, deadl
             "pruned": f"pruned after {r['epochs']} epoch(s) (val {100 * (r['float_val_accuracy'] or 0):.1f}%)",
             "rejected": f"rejected before training: {r['reason']}", "duplicate": r["reason"],
             "failed": "failed (see the warning above)"}.get(r["status"], r["status"])
-    if r["reason"] and r["status"] == "pruned":
+    if r["reason"] and r["status"] == "pruned" and not r["reason"].startswith("pruned by"):
         what += f": {r['reason']}"
     best = [x for x in rows(study) if x["status"] == "complete"][:1]
     best_text = (f"best {100 * best[0]['int8_val_accuracy']:.2f}% (trial {best[0]['trial']}, {best[0]['model']})"

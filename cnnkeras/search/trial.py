@@ -82,12 +82,17 @@ def _pruning_callback(trial: Any, deadline: float | None) -> Any:
 
 @contextlib.contextmanager
 def quiet(verbose: bool) -> Iterator[None]:
-    """Training's per-run INFO lines would bury the search's progress: only warnings, unless ``verbose``."""
+    """Training's per-run INFO lines would bury the search's progress: only warnings, unless ``verbose``.
+
+    TensorFlow's own logger is held to errors: every trial builds a new model, so its "tf.function retracing"
+    warnings say nothing about the search.
+    """
     loggers = [logging.getLogger(n) for n in ("cnnkeras.training", "cnnkeras.export", "cnnkeras.targets")]
+    loggers.append(logging.getLogger("tensorflow"))
     before = [lg.level for lg in loggers]
     if not verbose:
         for lg in loggers:
-            lg.setLevel(logging.WARNING)
+            lg.setLevel(logging.ERROR if lg.name == "tensorflow" else logging.WARNING)
     try:
         yield
     finally:

@@ -39,6 +39,8 @@ class Target:
 
 TARGETS = {
     "host": Target("host", "reference", None, label="TFLM reference kernels, host build"),
+    "cortex-m3": Target("cortex-m3", "cmsis_nn", "mps2-an385", "cortex-m3",
+                        "CMSIS-NN (plain C path, no DSP), Cortex-M3 under QEMU"),
     "cortex-m4": Target("cortex-m4", "cmsis_nn", "mps2-an386", "cortex-m4", "CMSIS-NN (DSP), Cortex-M4 under QEMU"),
     "cortex-m7": Target("cortex-m7", "cmsis_nn", "mps2-an500", "cortex-m7", "CMSIS-NN (DSP), Cortex-M7 under QEMU"),
     "cortex-m33": Target("cortex-m33", "cmsis_nn", "mps2-an505", "cortex-m33",

@@ -177,8 +177,8 @@ class Objects(Segmentation):
         """Refuse a model whose output is not a per-cell map."""
         if head != "dense_map":
             raise TrainingError(f"model {model_name} has a {head!r} head but the data has object boxes: use a model "
-                                f"with a per-cell dense_map head (--model fomo_tiny, or a spec with head: "
-                                f"{{type: dense_map}}).")
+                                f"with a per-cell dense_map head (--model fomo_tiny, --backbone NAME for a pretrained "
+                                f"body cut at stride 8 with the same head, or a spec with head: {{type: dense_map}}).")
 
     def default_model(self, info: Any) -> str:
         """``fomo_tiny`` (stride 8)."""

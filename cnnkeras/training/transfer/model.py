@@ -9,10 +9,11 @@ from typing import Any
 from cnnkeras._keras import keras, layers
 from cnnkeras.backbones import build_backbone_model, is_head_layer
 from cnnkeras.common.model_files import load_keras_model
+from cnnkeras.detectors import build_backbone_fomo
 from cnnkeras.training.errors import TrainingError
 from cnnkeras.training.run.names import METRICS, MODEL
 from cnnkeras.training.transfer.phases import freeze_batchnorm
-from cnnkeras.training.transfer.setup import is_pretrained
+from cnnkeras.training.transfer.setup import is_pretrained, transfer_task
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,27 @@ logger = logging.getLogger(__name__)
 # -- model ----------------------------------------------------------------------------------
 
 
+def backbone_model(backbone: str, input_shape: tuple[int, int, int], num_classes: int, *, task: str,
+                   alpha: float | None, weights: Any) -> Any:
+    """``backbone`` with the head ``task`` needs: a classifier, or (objects) the stride-8 cut with a 1x1 conv map.
+
+    Args:
+        backbone: A backbone name.
+        input_shape: ``(H, W, C)``.
+        num_classes: Classes (objects: per cell, background included).
+        task: ``objects`` or any other task (a classifier head).
+        alpha: Width multiplier.
+        weights: As :func:`cnnkeras.backbones.build_backbone_model`.
+
+    Returns:
+        The uncompiled model.
+    """
+    build = build_backbone_fomo if task == "objects" else build_backbone_model
+    return build(backbone, input_shape, num_classes, alpha=alpha, weights=weights)
+
+
 def build_transfer_model(config: Any, input_shape: tuple[int, int, int], num_classes: int,
-                         class_names: list[str] | None = None) -> Any:
+                         class_names: list[str] | None = None, task: str | None = None) -> Any:
     """The model of a transfer run: a (pretrained) body and a new head; frozen BN in a pretrained body.
 
     Args:
@@ -29,18 +49,21 @@ def build_transfer_model(config: Any, input_shape: tuple[int, int, int], num_cla
         input_shape: ``(H, W, C)`` of the data.
         num_classes: Classes of the data.
         class_names: For messages.
+        task: The data's task (default: from the data source, :func:`transfer_task`); ``objects`` gets the
+            stride-8 per-cell head (:func:`cnnkeras.detectors.build_backbone_fomo`), anything else a classifier.
 
     Returns:
         An uncompiled model with all layers trainable except a pretrained body's BatchNormalization.
     """
+    task = task or transfer_task(config)
     if config.init_from:
-        model = model_from_run(config.init_from, input_shape, num_classes)
+        model = model_from_run(config.init_from, input_shape, num_classes, task=task)
     else:
         weights = str(config.weights)
         path = Path(weights)
         from_model = weights.lower() not in ("imagenet", "none") and (path.is_dir() or path.suffix == ".keras")
-        model = build_backbone_model(config.backbone, input_shape, num_classes, alpha=config.alpha,
-                                     weights=None if from_model else weights)
+        model = backbone_model(config.backbone, input_shape, num_classes, task=task, alpha=config.alpha,
+                               weights=None if from_model else weights)
         if from_model:
             source = _load_source(path)
             copy_body_weights(source, model, str(path))
@@ -58,17 +81,20 @@ def _load_source(path: Path) -> Any:
                             error=TrainingError)
 
 
-def model_from_run(run_dir: str | Path, input_shape: tuple[int, int, int], num_classes: int) -> Any:
+def model_from_run(run_dir: str | Path, input_shape: tuple[int, int, int], num_classes: int, *,
+                   task: str = "classification") -> Any:
     """Reuse a cnnkeras run's body with a new ``predictions`` layer for ``num_classes``.
 
     A backbone run is rebuilt at the new input size (any channel count: greyscale is repeated inside
-    the model); any other run keeps its architecture with the new input size (fully convolutional
+    the model) with the head ``task`` needs (a classifier run's body carries an objects head and back);
+    any other run keeps its architecture and kind of head with the new input size (fully convolutional
     bodies accept any size; a ``Flatten`` body needs the run's size) and the same channels.
 
     Args:
         run_dir: A finished run directory (or a ``.keras`` file).
         input_shape: ``(H, W, C)`` of the new data.
         num_classes: Classes of the new data.
+        task: The new data's task (``objects``: the stride-8 map head on a backbone).
 
     Returns:
         The new model (body weights copied, head new).
@@ -79,8 +105,8 @@ def model_from_run(run_dir: str | Path, input_shape: tuple[int, int, int], num_c
     source = _load_source(path)
     train_cfg = read_run_config(path).get("train", {}) if path.is_dir() else {}
     if train_cfg.get("backbone"):
-        model = build_backbone_model(train_cfg["backbone"], input_shape, num_classes, alpha=train_cfg.get("alpha"),
-                                     weights=None)
+        model = backbone_model(train_cfg["backbone"], input_shape, num_classes, task=task,
+                               alpha=train_cfg.get("alpha"), weights=None)
     else:
         model = _with_new_head(source, input_shape, num_classes, str(path))
     copied = copy_body_weights(source, model, str(path))
@@ -93,8 +119,9 @@ def _with_new_head(source: Any, input_shape: tuple[int, int, int], num_classes: 
         old = source.get_layer("predictions")
     except ValueError:
         raise TrainingError(f"{where}: the model has no 'predictions' layer, so its head cannot be replaced.") from None
-    if not isinstance(old, layers.Dense):
-        raise TrainingError(f"{where}: 'predictions' is a {type(old).__name__}, not a classifier (Dense) head.")
+    if not isinstance(old, (layers.Dense, layers.Conv2D)):
+        raise TrainingError(f"{where}: 'predictions' is a {type(old).__name__}, not a classifier (Dense) or "
+                            f"per-cell map (1x1 Conv2D) head.")
     old_shape = tuple(source.input_shape[1:])
     if old_shape[-1] != input_shape[-1]:
         raise TrainingError(f"{where} was trained on {old_shape[-1]}-channel images but the data has "
@@ -110,7 +137,11 @@ def _with_new_head(source: Any, input_shape: tuple[int, int, int], num_classes: 
         raise TrainingError(f"{where}: its architecture does not accept {'x'.join(map(str, input_shape))} inputs "
                             f"({exc}); pass --image-size {old_shape[0]}x{old_shape[1]}.") from None
     head_in = body.get_layer("predictions").input
-    out = layers.Dense(num_classes, activation=old.activation, name="predictions")(head_in)
+    if isinstance(old, layers.Dense):
+        out = layers.Dense(num_classes, activation=old.activation, name="predictions")(head_in)
+    else:  # a dense_map head (fomo_tiny, segmenters): the same conv for the new classes
+        out = layers.Conv2D(num_classes, old.kernel_size, padding=old.padding, activation=old.activation,
+                            name="predictions")(head_in)
     return keras.Model(body.input, out, name=source.name)
 
 

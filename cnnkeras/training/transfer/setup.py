@@ -98,6 +98,26 @@ def resolve_transfer(config: Any) -> Any:
     return out
 
 
+OBJECT_SOURCES = ("objects", "shapes_objects")  # data sources whose task is objects (training.data.sources)
+
+
+def transfer_task(config: Any) -> str:
+    """The task the run's head serves: ``objects`` for box data (a stride-8 map head), else ``classification``.
+
+    Derived from the data source (``objects:PATH``, ``shapes-objects[:N]``), so ``--resume`` rebuilds the same
+    model from the run's own config.
+
+    Args:
+        config: A :class:`cnnkeras.training.config.TrainConfig`.
+
+    Returns:
+        ``objects`` or ``classification`` (segmentation data gets a classifier, which the task's head check
+        refuses with its own message).
+    """
+    kind = str(getattr(config, "data", "") or "").partition(":")[0].lower().replace("-", "_")
+    return "objects" if kind in OBJECT_SOURCES else "classification"
+
+
 def transfer_model_name(config: Any) -> str | None:
     """The run's model name for a transfer run (``mobilenet_v2``, ``<source run>_ft``), else ``None``.
 
