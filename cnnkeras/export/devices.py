@@ -179,10 +179,14 @@ def markdown_lines(report: dict) -> list[str]:
 
 def summary_part(report: dict) -> str:
     """``"; 2/3 boards pass"`` for the summary line (empty without ``--board``)."""
-    rows = report.get("devices") or []
+    return pass_count_part(report.get("devices") or [], "{ok}/{n} boards pass")
+
+
+def pass_count_part(rows: Sequence[dict], template: str) -> str:
+    """``"; " + template`` filled with passed (``ok``) and all (``n``) rows, plus the skipped count; ``""`` if none."""
     if not rows:
         return ""
     ok = sum(r["status"] == "pass" for r in rows)
     skipped = sum(r["status"] == "skipped" for r in rows)
-    return f"; {ok}/{len(rows)} boards pass" + (f" ({skipped} skipped)" if skipped else "")
+    return "; " + template.format(ok=ok, n=len(rows)) + (f" ({skipped} skipped)" if skipped else "")
 

@@ -121,12 +121,9 @@ def judge_micro_row(micro_row: dict, rows: list[dict]) -> None:
 
 def summary_part(report: dict) -> str:
     """``"; firmware 2/3 pass (1 skipped)"`` for the summary line (empty without ``--firmware-check``)."""
-    rows = report.get("firmware") or []
-    if not rows:
-        return ""
-    ok = sum(r["status"] == "pass" for r in rows)
-    skipped = sum(r["status"] == "skipped" for r in rows)
-    return f"; firmware {ok}/{len(rows)} pass" + (f" ({skipped} skipped)" if skipped else "")
+    from cnnkeras.export.devices import pass_count_part
+
+    return pass_count_part(report.get("firmware") or [], "firmware {ok}/{n} pass")
 
 
 def markdown_lines(report: dict) -> list[str]:

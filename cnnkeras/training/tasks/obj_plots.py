@@ -9,7 +9,7 @@ import numpy as np
 
 from cnnkeras.common.centroids import cell_map, decode, match, true_objects
 from cnnkeras.common.overlays import palette
-from cnnkeras.training.tasks.plots import _save, _subplots, draw_train_val_panels, history_epochs
+from cnnkeras.training.tasks.plots import _save, _subplots, plot_train_val
 
 
 def plot_object_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None) -> Path:
@@ -23,15 +23,8 @@ def plot_object_curves(history: dict[str, Sequence[float]], path: str | Path, be
     Returns:
         The PNG path.
     """
-    from matplotlib.ticker import MaxNLocator
-
     panels = [("loss", "Weighted cross-entropy per cell"), ("cell_f1", "Object-cell F1 (exact cell)")]
-    fig, axes = _subplots(1, 2, figsize=(9, 3.6))
-    draw_train_val_panels(axes, history_epochs(history), history, panels, best_epoch, train_label="train (augmented)")
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    return _save(fig, path)
+    return plot_train_val(history, panels, path, best_epoch, width_per_panel=4.5)
 
 
 def plot_object_grid(images: np.ndarray, points: np.ndarray, probs: np.ndarray, class_names: Sequence[str],

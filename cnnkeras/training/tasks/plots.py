@@ -71,6 +71,31 @@ def draw_train_val_panels(axes, epochs: np.ndarray, history: dict[str, Sequence[
         ax.legend(fontsize=8)
 
 
+def plot_train_val(history: dict[str, Sequence[float]], panels: Sequence[tuple[str, str]], path: str | Path,
+                   best_epoch: int | None, width_per_panel: float = 4.4) -> Path:
+    """One row of :func:`draw_train_val_panels` (augmented training vs validation), integer epoch ticks, saved.
+
+    Args:
+        history: Columns of ``history.csv``.
+        panels: ``(history key, panel title)`` pairs.
+        path: Output PNG.
+        best_epoch: 1-based epoch of the best checkpoint, or ``None``.
+        width_per_panel: Inches per panel.
+
+    Returns:
+        The PNG path.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _subplots(1, len(panels), figsize=(width_per_panel * len(panels), 3.6))
+    axes = np.atleast_1d(axes)
+    draw_train_val_panels(axes, history_epochs(history), history, panels, best_epoch, train_label="train (augmented)")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
                 label_smoothing: float | None = None) -> Path:
     """Plot loss, accuracy and learning rate per epoch (integer epoch ticks).

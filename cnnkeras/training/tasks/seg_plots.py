@@ -9,7 +9,7 @@ import numpy as np
 
 from cnnkeras.common.masks import IGNORE
 from cnnkeras.common.overlays import colorize, overlay, palette
-from cnnkeras.training.tasks.plots import _save, _subplots, draw_train_val_panels, history_epochs, loss_title
+from cnnkeras.training.tasks.plots import _save, _subplots, loss_title, plot_train_val
 
 
 def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_epoch: int | None = None,
@@ -25,16 +25,9 @@ def plot_seg_curves(history: dict[str, Sequence[float]], path: str | Path, best_
     Returns:
         The PNG path.
     """
-    from matplotlib.ticker import MaxNLocator
-
     panels = [("loss", loss_title(label_smoothing) + " per pixel"), ("accuracy", "Pixel accuracy"),
               ("mean_iou", "Mean IoU")]
-    fig, axes = _subplots(1, 3, figsize=(13, 3.6))
-    draw_train_val_panels(axes, history_epochs(history), history, panels, best_epoch, train_label="train (augmented)")
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    return _save(fig, path)
+    return plot_train_val(history, panels, path, best_epoch, width_per_panel=13 / 3)
 
 
 def plot_seg_grid(images: np.ndarray, true: np.ndarray, pred: np.ndarray, class_names: Sequence[str],
