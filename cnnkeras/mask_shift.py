@@ -4,7 +4,9 @@ Shift the input by ``k`` pixels (down, and separately right; the uncovered borde
 pixels, so no artificial black band appears) and find how far the predicted mask moved: the shift
 ``s`` in ``0..2k+1`` whose copy of the original mask agrees best with the new mask over the pixels
 both cover. A perfectly equivariant model moves its mask by exactly ``k`` with agreement 1.0; pooling
-and strided layers make the measured shift lag or jump, and agreement drop.
+and strided layers make the measured shift lag or jump, and agreement drop. A map coarser than its input
+(stride ``r``, e.g. a centroid grid) is shifted by whole cells (``k x r`` pixels) and measured in pixels too;
+shifts that leave no overlap on a small map are not measured (the lists end early).
 """
 
 from __future__ import annotations
@@ -51,18 +53,22 @@ def mask_shift_equivariance(model: Any, images: np.ndarray, max_shift: int) -> d
     """
     x = np.asarray(images, np.float32)
     base = _masks(model, x)
-    out: dict = {"shifts": list(range(max_shift + 1)), "measured_shift": [], "agreement_at_k": [],
-                 "best_agreement": []}
-    for k in out["shifts"]:
+    # A coarser map (a centroid grid at stride 8) moves in cells: shift the input by whole cells.
+    stride = max(1, x.shape[1] // base.shape[1])
+    out: dict = {"shifts": [], "measured_shift": [], "agreement_at_k": [], "best_agreement": [], "stride": stride}
+    for k in range(max_shift + 1):
         measured, at_k, best = [], [], []
         for axis in (1, 2):
-            moved = _masks(model, _shift(x, k, axis)) if k else base
+            moved = _masks(model, _shift(x, k * stride, axis)) if k else base
             scores = [_agreement(moved, base, s, k, axis) for s in range(0, 2 * k + 2)]
+            if np.all(np.isnan(scores)):  # the map is too small for this shift: no overlap left to compare
+                return out
             s_best = int(np.nanargmax(scores))
             measured.append(s_best)
             at_k.append(scores[k])
             best.append(scores[s_best])
-        out["measured_shift"].append(float(np.mean(measured)))
+        out["shifts"].append(k * stride)
+        out["measured_shift"].append(float(np.mean(measured)) * stride)
         out["agreement_at_k"].append(round(float(np.mean(at_k)), 4))
         out["best_agreement"].append(round(float(np.mean(best)), 4))
     return out

@@ -173,7 +173,7 @@ def _print_summary(report: dict, out: Path) -> None:
         if "invariance" in part:
             inv = part["invariance"]
             print(f"{label}: top-1 kept, k=0..{inv['shifts'][-1]} px: " + ", ".join(f"{v:.2f}" for v in inv["top1_kept"]))
-        if "mask_shift" in part:
+        if (part.get("mask_shift") or {}).get("shifts"):
             ms = part["mask_shift"]
             print(f"{label}: output mask moved (input moved k=0..{ms['shifts'][-1]} px): "
                   + ", ".join(f"{m:g}" for m in ms["measured_shift"]) + "; pixel agreement at k: "
