@@ -26,6 +26,8 @@ demo: $(STAMP)
 # ../shared/firmware archives when present), gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm.
 FIRMWARE_SOURCES ?= $(abspath $(wildcard ../shared/firmware))
 firmware-check: $(STAMP)
+	@if [ -z "$${TFLM_ROOT:-}" ] && [ -z "$${CNNKERAS_FIRMWARE_SOURCES:-$(FIRMWARE_SOURCES)}" ]; then \
+	  echo "firmware-check needs the TFLM sources: TFLM_ROOT=<tflite-micro checkout> or CNNKERAS_FIRMWARE_SOURCES=<folder of the source archives>"; exit 2; fi
 	test -f saved_models/demo/model.keras || $(MAKE) demo
 	CNNKERAS_FIRMWARE_SOURCES="$${CNNKERAS_FIRMWARE_SOURCES:-$(FIRMWARE_SOURCES)}" \
 	  $(PY) -m cnnkeras export saved_models/demo --out saved_models/demo/firmware_check --overwrite \

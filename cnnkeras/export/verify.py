@@ -213,6 +213,7 @@ def table(report: dict) -> str:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     text = "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+    text += "\n".join(firmware_report.text_lines(report))
     return text + ("\n\ndevices (--board):\n" + devices.device_table(report["devices"]) if report.get("devices") else "")
 
 
@@ -265,7 +266,7 @@ def markdown(report: dict) -> str:
     out += _provenance_lines(report)
     for w in report.get("warnings") or []:
         out += [f"> **Warning from training:** {w}", ""]
-    out += ["```", table({**report, "devices": None}), "```", ""]
+    out += ["```", table({**report, "devices": None, "firmware": None}), "```", ""]
     for a in report["artifacts"]:
         for f in a.get("failures", []):
             out += [f"- **{a['format']} FAILED**: {f}"]

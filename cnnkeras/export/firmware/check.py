@@ -126,6 +126,22 @@ def summary_part(report: dict) -> str:
     return pass_count_part(report.get("firmware") or [], "firmware {ok}/{n} pass")
 
 
+def text_lines(report: dict) -> list[str]:
+    """The terminal summary of the firmware rows (one line per target; empty without ``--firmware-check``)."""
+    out = []
+    for r in report.get("firmware") or []:
+        if r["status"] == "skipped":
+            out.append(f"  {r['target']:<11} skipped: {r['skipped'][:110]}")
+            continue
+        used = f"arena {r['arena_used_bytes']:,}/{r['arena_shipped_bytes']:,} B" if r.get("arena_used_bytes") else ""
+        count = f", {r['instructions_per_inference']:,} instructions/inference" if r.get(
+            "instructions_per_inference") else ""
+        why = f": {'; '.join(r.get('failures') or [])[:110]}" if r["status"] == "fail" else ""
+        out.append(f"  {r['target']:<11} {r['status'].upper() if r['status'] == 'fail' else r['status']} "
+                   f"{used}{count}{why}")
+    return (["", "firmware (--firmware-check):"] + out) if out else []
+
+
 def markdown_lines(report: dict) -> list[str]:
     """report.md's firmware section: one line per target with what was measured or why it failed."""
     rows = report.get("firmware") or []
