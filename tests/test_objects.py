@@ -14,6 +14,7 @@ import pytest
 from cnnkeras.common.centroids import cell_map, decode, match, object_scores, true_objects
 from cnnkeras.errors import DataError
 from cnnkeras.training.data.object_formats import write_coco, write_yolo
+from cnnkeras.training.data.object_voc import write_voc
 from cnnkeras.training.data.objects import OBJ_SHAPES, draw_objects_scene
 
 GXX = shutil.which("g++")
@@ -72,8 +73,8 @@ def _expected_points(boxes: list, size: int) -> set:
     return {(int(y), int(x), c) for c, x, y, _, _ in boxes}
 
 
-@pytest.mark.parametrize("writer", [write_yolo, write_coco])
-def test_yolo_and_coco_folders_give_the_same_point_masks(tmp_path, writer):
+@pytest.mark.parametrize("writer", [write_yolo, write_coco, write_voc])
+def test_yolo_coco_and_voc_folders_give_the_same_point_masks(tmp_path, writer):
     from cnnkeras.training.data.sources import read_source
 
     images, boxes = _scenes()
@@ -144,6 +145,26 @@ def test_a_bad_coco_box_names_the_annotation(tmp_path):
     doc["annotations"][2]["bbox"] = "big"
     (root / "annotations.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"annotations\[2\] \(id 3\): bbox big must be 4 numbers"):
+        read_source(f"objects:{root}", image_size=None, channels=None, seed=0, skip_bad_images=False)
+
+
+def test_a_bad_voc_file_names_the_file_and_the_object(tmp_path):
+    from cnnkeras.training.data.sources import read_source
+
+    images, boxes = _scenes()
+    root = write_voc(tmp_path / "d", images, boxes, list(OBJ_SHAPES))
+    xml = root / "Annotations" / "img_0002.xml"
+    good = xml.read_text()
+    xml.write_text(good.replace("<xmax>", "<xmax>-", 1))  # xmax below xmin: an inverted box
+    with pytest.raises(DataError, match=r"img_0002.xml: object 1 \(\w+\): the box .* is empty or inverted"):
+        read_source(f"objects:{root}", image_size=None, channels=None, seed=0, skip_bad_images=False)
+    raw = read_source(f"objects:{root}", image_size=None, channels=None, seed=0, skip_bad_images=True)
+    assert len(raw.train[1]) == 11 and "img_0002.xml" in raw.skipped[0]
+    xml.write_text('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><annotation/>')
+    with pytest.raises(DataError, match="DTDs and entities are not accepted"):
+        read_source(f"objects:{root}", image_size=None, channels=None, seed=0, skip_bad_images=False)
+    xml.write_text("<annotation><object>")
+    with pytest.raises(DataError, match="img_0002.xml: not valid XML"):
         read_source(f"objects:{root}", image_size=None, channels=None, seed=0, skip_bad_images=False)
 
 

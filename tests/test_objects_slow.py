@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cnnkeras.training.data.object_formats import write_coco, write_yolo
+from cnnkeras.training.data.object_voc import write_voc
 from cnnkeras.training.data.objects import OBJ_SHAPES, draw_objects_scene
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def _folder(tmp_path, writer, n=160, size=48):
     return writer(tmp_path / writer.__name__, np.stack([p[0] for p in pairs]), [p[1] for p in pairs], list(OBJ_SHAPES))
 
 
-@pytest.mark.parametrize("writer", [write_yolo, write_coco])
+@pytest.mark.parametrize("writer", [write_yolo, write_coco, write_voc])
 def test_train_export_predict_on_a_box_folder(tmp_path, writer):
     root = _folder(tmp_path, writer)
     run = tmp_path / "run"

@@ -10,6 +10,9 @@ Sources (registered in :func:`cnnkeras.training.data.sources.read_source`):
     Class names: ``PATH/classes.txt`` (one per line) or the ``names:`` of ``PATH/data.yaml``.
   - **COCO**: one ``*.json`` with ``images``, ``annotations`` (``bbox`` = ``[x, y, w, h]`` pixels) and
     ``categories`` in ``PATH`` (images beside it or in ``images/``), or in each ``PATH/train|val|test/``.
+  - **Pascal VOC**: one XML file per image in ``PATH/Annotations/`` (images in ``PATH/JPEGImages/`` or
+    ``PATH/images/``) or beside the images, or the same in each ``PATH/train|val|test/``
+    (:mod:`cnnkeras.training.data.object_voc`).
 
 - ``shapes-objects[:N]``: generated scenes of 1-4 small shapes on cluttered backgrounds.
 
@@ -31,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from cnnkeras.errors import DataError
 from cnnkeras.training.data import object_formats as fmt
+from cnnkeras.training.data import object_voc
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ def read_entries(root: Path, skip: bool, bad: list[str]) -> tuple[dict[str, list
     """Detect the format of an ``objects:`` folder and read every split's images and box centres.
 
     Returns:
-        ``({split: [(image, [(class, cx, cy)], label file)]}, class names or None, "yolo" | "coco")``.
+        ``({split: [(image, [(class, cx, cy)], label file)]}, class names or None, "yolo" | "coco" | "voc")``.
     """
     pairs = _yolo_pairs(root)
     if pairs is not None:
@@ -116,9 +120,23 @@ def read_entries(root: Path, skip: bool, bad: list[str]) -> tuple[dict[str, list
                 raise DataError(f"{files[s]}: categories {other[:6]} differ from {files[next(iter(read))]}'s "
                                 f"{names[:6]}; every split must list the same categories.")
         return {s: entries for s, (entries, _) in read.items()}, names, "coco"
+    voc = _voc_layout(root)
+    if voc is not None:
+        entries, names = object_voc.index({s: object_voc.read_voc(a, i, skip, bad) for s, (a, i) in voc.items()})
+        return entries, names, "voc"
     raise DataError(f"{root}: no box annotations found. An objects: folder holds YOLO labels (images/ and labels/ "
-                    f"with one 'class cx cy w h' line per box) or one COCO JSON file (images, annotations, "
-                    f"categories), directly or in train/ val/ test/ folders.")
+                    f"with one 'class cx cy w h' line per box), one COCO JSON file (images, annotations, "
+                    f"categories) or Pascal VOC XML files (Annotations/ + JPEGImages/), directly or in train/ val/ "
+                    f"test/ folders.")
+
+
+def _voc_layout(root: Path) -> dict[str, tuple[Path, Path]] | None:
+    """``{split: (annotations dir, images dir)}`` of a Pascal VOC layout, or ``None``."""
+    found = object_voc.voc_folders(root)
+    if found is not None:
+        return {"train": found}
+    splits = {s: object_voc.voc_folders(d) for s, d in _named(root).items()}
+    return {s: f for s, f in splits.items() if f is not None} or None
 
 
 def _size(shapes: Counter, image_size: Sequence[int] | None, root: Path) -> tuple[int, int]:
