@@ -55,7 +55,7 @@ def test_train_export_predict_on_a_box_folder(tmp_path, writer):
     meta = json.loads((run / "export" / "metadata.json").read_text())
     assert meta["task"] == "objects" and meta["stride"] == 8
 
-    image = next((root / "images").iterdir())
+    image = next((root / ("JPEGImages" if writer is write_voc else "images")).iterdir())
     proc = _cli("predict", str(run), str(image), "--format", "tflite_int8", "--json", "--out", str(tmp_path / "p"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     [result] = json.loads(proc.stdout)
