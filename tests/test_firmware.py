@@ -154,3 +154,20 @@ def test_mobilenet_allocates_with_the_shipped_arena_on_cortex_m55_helium(tmp_pat
     [row] = check.firmware_rows(pkg, ["cortex-m55"], arena)
     assert row["status"] == "pass", row
     assert row["arena_used_bytes"] <= arena
+
+
+def test_export_refuses_an_unusable_tflm_tree_or_a_missing_micro_format_before_any_work(tmp_path):
+    import cnnkeras
+    from cnnkeras.export.exporter import export_model
+    from cnnkeras.export.inputs import Data
+
+    model = cnnkeras.create_model("lean_cnn", (8, 8, 1), 3)
+    x = np.zeros((4, 8, 8, 1), np.float32)
+    data = Data(x, np.arange(4) % 3, x, np.arange(4) % 3, ["a", "b", "c"])
+    with pytest.raises(ExportError, match="not a tflite-micro checkout"):
+        export_model(model, data, out=tmp_path / "e", formats=["micro"], firmware_check=[], tflm_root=str(tmp_path))
+    with pytest.raises(ExportError, match="add micro to --formats"):
+        export_model(model, data, out=tmp_path / "e", formats=["tflite_int8"], firmware_check=["host"])
+    with pytest.raises(ExportError, match="unknown firmware target 'm4'"):
+        export_model(model, data, out=tmp_path / "e", formats=["micro"], firmware_check=["m4"])
+    assert not (tmp_path / "e").exists()  # refused before anything was written

@@ -87,7 +87,7 @@ def export_model(model: keras.Model, data: Data, *, out: str | Path, formats: Se
     rows = resolve_formats(formats, prune=prune, prune_2_4=prune_2_4, cluster=cluster, keep_float=keep_float)
     if not micro and formats is None:
         rows = [r for r in rows if r.name != "micro"]
-    targets, firmware_targets = _check_request(rows, int8_io, boards, firmware_check)
+    targets, firmware_targets = _check_request(rows, int8_io, boards, firmware_check, tflm_root)
     softmax_appended = optimize.outputs_logits(model)
     if softmax_appended:
         # Every artifact promises probabilities (the SavedModel output is even named so): a logits model
@@ -129,20 +129,23 @@ def _add_devices(report: dict, written: dict[str, Path], model: keras.Model, boa
 
 
 def _check_request(rows: list, int8_io: str, boards: Sequence[str] | None,
-                   firmware_check: Sequence[str] | None) -> tuple[list, list[str]]:
+                   firmware_check: Sequence[str] | None, tflm_root: str | None) -> tuple[list, list[str]]:
     """Refuse a bad request before any work: the boards and the firmware targets, resolved."""
     if int8_io not in convert.IO_DTYPES:
         raise ExportError(f"--int8-io must be one of {', '.join(convert.IO_DTYPES)}. Received: int8_io={int8_io!r}")
     targets = resolve_all(boards)
     devices.check_request(targets, rows, int8_io)
-    return targets, _firmware_request(firmware_check, rows)
+    return targets, _firmware_request(firmware_check, rows, tflm_root)
 
 
-def _firmware_request(firmware_check: Sequence[str] | None, rows: list) -> list[str]:
+def _firmware_request(firmware_check: Sequence[str] | None, rows: list, tflm_root: str | None) -> list[str]:
     """The firmware targets to check (validated before any work); ``[]`` when none were asked for."""
     if firmware_check is None:
         return []
     from cnnkeras.export.firmware.build import DEFAULT_TARGETS, target
+    from cnnkeras.export.firmware.tree import resolve
+
+    resolve(tflm_root)  # a TFLM tree that is configured but unusable is refused now, not after the export
 
     names = list(firmware_check) or list(DEFAULT_TARGETS)
     for name in names:
