@@ -34,6 +34,7 @@ IMAGE = re.compile(r"<!-- guide-image: (\S+) -> (\S+) -->")
 EXPECT = re.compile(r"#\s*exits\s+(\d+)\s*$")
 HEADING = re.compile(r"^## (?:(\d+)\.)?", re.M)
 MAX_LINES = 36
+FIRMWARE_SOURCES = ROOT.parent / "shared" / "firmware"
 
 
 @dataclass
@@ -124,6 +125,10 @@ def run(command: Command, work: Path) -> tuple[int, str]:
     """Run one command in ``work``; return its exit code and its cleaned-up output (stdout + stderr)."""
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                COLUMNS="100", PYTHONPATH=str(ROOT))
+    if FIRMWARE_SOURCES.is_dir() and not (env.get("TFLM_ROOT") or env.get("CNNKERAS_FIRMWARE_SOURCES")):
+        # The TFLM source archives beside the project, when there: the firmware section builds for real
+        # (without them its rows are skipped, and say why).
+        env["CNNKERAS_FIRMWARE_SOURCES"] = str(FIRMWARE_SOURCES)
     proc = subprocess.run(["bash", "-c", command.text], cwd=work, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=1800)  # one stream, in the order printed
     text = proc.stdout.replace(str(work) + "/", "").replace(str(work), ".")
