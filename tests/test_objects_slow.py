@@ -67,25 +67,11 @@ def test_train_export_predict_on_a_box_folder(tmp_path, writer):
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    from cnnkeras import training
     from cnnkeras._keras import keras
-    from cnnkeras.training import callbacks as cb
 
     base = dict(data="shapes-objects:80", image_size=(32, 32), epochs=3, seed=3, batch_size=16, augment="default",
                 final="last", verbose=0)
-    straight = training.train(training.TrainConfig(out=str(tmp_path / "a"), **base))
-    original = cb.EpochState.on_epoch_end
-
-    def interrupt(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cb.EpochState, "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(training.TrainConfig(out=str(tmp_path / "b"), **base))
-    monkeypatch.setattr(cb.EpochState, "on_epoch_end", original)
-    resumed = training.train(training.TrainConfig(resume=str(tmp_path / "b"), verbose=0))
+    straight, resumed = _straight_and_resumed(tmp_path, monkeypatch, base)
     load = lambda run: keras.models.load_model(run / "model.keras", compile=False).get_weights()  # noqa: E731
     for x, y in zip(load(straight), load(resumed)):
         np.testing.assert_array_equal(x, y)
@@ -159,13 +145,29 @@ def test_backbone_objects_resume_equals_an_uninterrupted_run(tmp_path, monkeypat
 
     Within float noise, not bit for bit: a transfer run resumed at the phase boundary differs by ~1e-4 from an
     uninterrupted one (classification backbones too; the zoo model's resume is exact, test above)."""
-    from cnnkeras import training
     from cnnkeras._keras import keras
-    from cnnkeras.training import callbacks as cb
 
     _classifier_source(tmp_path / "source.keras")
     base = dict(data="shapes-objects:80", image_size=(48, 48), backbone="mobilenet_v2", alpha=0.35,
                 weights=str(tmp_path / "source.keras"), epochs=2, seed=3, batch_size=16, final="last", verbose=0)
+    straight, resumed = _straight_and_resumed(tmp_path, monkeypatch, base)
+    load = lambda run: keras.models.load_model(run / "model.keras", compile=False)  # noqa: E731
+    a, b = load(straight), load(resumed)
+    assert b.output_shape == (None, 6, 6, 4) and len(a.get_weights()) == len(b.get_weights())
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=0, atol=2e-3)
+    rows = [line.split(",") for line in (resumed / "history.csv").read_text().splitlines()]
+    lr = rows[0].index("lr")
+    assert [int(r[0]) for r in rows[1:]] == [1, 2] and float(rows[2][lr]) < 0.2 * float(rows[1][lr])
+    source = keras.models.load_model(tmp_path / "source.keras", compile=False).get_layer("Conv1").get_weights()[0]
+    assert not np.array_equal(b.get_layer("Conv1").get_weights()[0], source)  # the body trained after the resume
+
+
+def _straight_and_resumed(tmp_path, monkeypatch, base: dict):
+    """One uninterrupted run, and one stopped after its first epoch then resumed (their run folders)."""
+    from cnnkeras import training
+    from cnnkeras.training import callbacks as cb
+
     straight = training.train(training.TrainConfig(out=str(tmp_path / "a"), **base))
     original = cb.EpochState.on_epoch_end
 
@@ -178,14 +180,4 @@ def test_backbone_objects_resume_equals_an_uninterrupted_run(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         training.train(training.TrainConfig(out=str(tmp_path / "b"), **base))
     monkeypatch.setattr(cb.EpochState, "on_epoch_end", original)
-    resumed = training.train(training.TrainConfig(resume=str(tmp_path / "b"), verbose=0))
-    load = lambda run: keras.models.load_model(run / "model.keras", compile=False)  # noqa: E731
-    a, b = load(straight), load(resumed)
-    assert b.output_shape == (None, 6, 6, 4) and len(a.get_weights()) == len(b.get_weights())
-    for x, y in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(x, y, rtol=0, atol=2e-3)
-    rows = [line.split(",") for line in (resumed / "history.csv").read_text().splitlines()]
-    lr = rows[0].index("lr")
-    assert [int(r[0]) for r in rows[1:]] == [1, 2] and float(rows[2][lr]) < 0.2 * float(rows[1][lr])
-    source = keras.models.load_model(tmp_path / "source.keras", compile=False).get_layer("Conv1").get_weights()[0]
-    assert not np.array_equal(b.get_layer("Conv1").get_weights()[0], source)  # the body trained after the resume
+    return straight, training.train(training.TrainConfig(resume=str(tmp_path / "b"), verbose=0))
