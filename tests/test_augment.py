@@ -39,6 +39,33 @@ def test_digits_defaults_have_no_flips():
     assert default_augment(_info()).hflip and not default_augment(_info()).vflip
 
 
+@pytest.mark.parametrize("per_class, strength", [(50, 1.0), (150, 1.0), (600, 0.5), (6000, (150 / 6000) ** 0.5)])
+def test_default_augmentation_weakens_as_images_per_class_grow(per_class, strength, caplog):
+    """Full strength up to 150 training images per class, sqrt(150 / per class) above; sub-pixel moves turned off."""
+    import logging
+
+    from cnnkeras.training.augment.batched import augment_strength
+
+    info = _info(shape=(28, 28, 3))
+    info.counts = {"train": [per_class] * 3, "val": [1] * 3, "test": [1] * 3}
+    assert augment_strength(info) == pytest.approx(strength)
+    with caplog.at_level(logging.INFO):
+        cfg = default_augment(info)
+    assert cfg.hflip and cfg.brightness == pytest.approx(0.1 * strength, abs=1e-4)
+    assert cfg.saturation == pytest.approx(0.1 * strength, abs=1e-4)
+    for key, full, moves in (("translate", 0.1, lambda v: v * 28), ("zoom", 0.1, lambda v: v * 14),
+                             ("rotate", 10.0, lambda v: np.radians(v) * np.hypot(28, 28) / 2)):
+        value = getattr(cfg, key)
+        if strength < 1 and moves(full * strength) < 1:
+            assert value == 0, key  # under a pixel: off
+        else:
+            assert value == pytest.approx(full * strength, rel=1e-3), key
+    assert ("default augmentation at" in caplog.text) == (strength < 1)
+    seg = _info(shape=(28, 28, 3))
+    seg.task, seg.counts = "segmentation", {"train": [per_class] * 3}
+    assert augment_strength(seg) == 1.0  # pixel counts are no image counts
+
+
 def test_full_config_keeps_shape_dtype_range_and_is_deterministic():
     cfg = AugmentConfig(hflip=True, vflip=True, crop=2, translate=0.1, rotate=15, zoom=0.1, brightness=0.2,
                         contrast=0.2, saturation=0.2, hue=0.05)

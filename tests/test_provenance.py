@@ -63,15 +63,24 @@ def _config(run):
     return json.loads((run / "config.json").read_text())
 
 
+def _lists(run):
+    return json.loads((run / "data_files.json").read_text())["splits"]
+
+
 def _test_file(run):
-    return _config(run)["data_fingerprint"]["splits"]["test"]["files"][0][0]
+    return _lists(run)["test"][0][0]
 
 
 def test_training_records_every_file_of_every_split(trained):
+    from cnnkeras.training.data.fingerprint import _digest
+
     run, root = trained
     fp = _config(run)["data_fingerprint"]
     assert fp["method"] == "files-sha256" and set(fp["splits"]) == {"train", "val", "test"}
-    files = [f for s in fp["splits"].values() for f in s["files"]]
+    assert fp["file_list"] == "data_files.json" and not any("files" in s for s in fp["splits"].values())
+    lists = _lists(run)  # beside config.json, each list covered by config.json's digest of its split
+    assert all(_digest(lists[k]) == s["digest"] for k, s in fp["splits"].items())
+    files = [f for s in lists.values() for f in s]
     assert sorted(f[0] for f in files) == sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     for rel, size, sha in files:
         data = (root / rel).read_bytes()
@@ -143,6 +152,59 @@ def test_data_changed_ok_exports_with_a_failed_provenance_row(trained, folder, t
     assert meta["data_fingerprint"]["status"] == "fail" and "recorded" in meta["data_fingerprint"]
     split, _ = training.run_data(run, data_changed="ok")
     assert not any("new" in p for row in split.origin["rows"]["test"] for p in row)
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of the trained run, to damage its side files."""
+    run, _ = trained
+    copy = tmp_path / "run_copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_without_data_files_json_a_change_is_still_detected_by_digest(trained, run_copy, folder, caplog):
+    (run_copy / "data_files.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        split, _ = training.run_data(run_copy)
+    assert split.provenance["status"] == "pass" and "not listed file by file" in caplog.text
+    (folder / _test_file(trained[0])).unlink()
+    with pytest.raises(DataError, match=r"(?s)train: 9 files now \(recorded 10\), and they differ \(the run's data_files.json is missing.*test: "):
+        training.run_data(run_copy)
+    split, _ = training.run_data(run_copy, data_changed="ok")  # proceeds, nothing to rebuild from
+    assert split.provenance["status"] == "fail" and "rebuilt_from_recorded_files" not in split.provenance
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: d["splits"]["test"][0].__setitem__(2, "0" * 64), "test list does not match the digest"),
+    (lambda d: d["splits"].__setitem__("val", [["a.png", "12", "x"]]), "val list must be"),
+    (lambda d: d.__setitem__("splits", []), "list must be")])
+def test_an_edited_data_files_json_is_refused_naming_it(run_copy, damage, words, capsys, tmp_path):
+    doc = json.loads((run_copy / "data_files.json").read_text())
+    damage(doc)
+    (run_copy / "data_files.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=words):
+        training.run_data(run_copy)
+    assert main(["export", str(run_copy), "--formats", "keras", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "data_files.json" in err and "Traceback" not in err and "delete it" in err
+
+
+def test_a_run_with_its_file_lists_inside_config_json_still_checks(run_copy, folder):
+    """Runs trained before data_files.json kept the lists in config.json."""
+    config = _config(run_copy)
+    lists = _lists(run_copy)
+    fp = config["data_fingerprint"]
+    del fp["file_list"]
+    for name, entry in fp["splits"].items():
+        entry["files"] = lists[name]
+    (run_copy / "config.json").write_text(json.dumps(config))
+    (run_copy / "data_files.json").unlink()
+    assert training.run_data(run_copy)[0].provenance["status"] == "pass"
+    named = lists["test"][0][0]
+    (folder / named).unlink()
+    with pytest.raises(DataError, match=f"1 file removed.*{named}"):
+        training.run_data(run_copy)
 
 
 def test_a_run_without_a_fingerprint_warns_once_and_works(trained, tmp_path, caplog):

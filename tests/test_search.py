@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -225,7 +226,7 @@ def test_pareto_front_and_plot(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
 
 
-def test_quick_search_rejects_trains_exports_and_scores_on_validation(tmp_path, capsys):
+def test_quick_search_rejects_trains_exports_and_scores_on_validation(tmp_path, capsys, caplog):
     """digits on a 100 KB-flash budget: the default lean_cnn (131 KB) is rejected, others train 1 epoch."""
     import numpy as np
 
@@ -233,11 +234,14 @@ def test_quick_search_rejects_trains_exports_and_scores_on_validation(tmp_path, 
     from cnnkeras.export import load_predictor
 
     out = tmp_path / "s"
-    rc = main(["search", "--data", "digits", "--board", "nucleo-l4r5zi", "--max-flash", "100", "--trials", "2",
-               "--max-epochs", "1", "--families", "lean_cnn", "resnet8", "--out", str(out)])
+    with caplog.at_level(logging.INFO):
+        rc = main(["search", "--data", "digits", "--board", "nucleo-l4r5zi", "--max-flash", "100", "--trials", "2",
+                   "--max-epochs", "1", "--families", "lean_cnn", "resnet8", "--out", str(out)])
     printed = capsys.readouterr()
     assert rc == 0, printed.err[-2000:]
     assert "winner: trial" in printed.out and "int8 val" in printed.out
+    progress = [r.getMessage() for r in caplog.records if "trained] trial" in r.getMessage()]
+    assert progress and not any(": waiting" in line for line in progress)  # each line names the trial just run
     with open(out / "leaderboard.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     first = next(r for r in table if r["trial"] == "0")
@@ -278,3 +282,31 @@ def test_budget_text_never_crashes():
             assert value > 0
 
     check()
+
+
+@unit
+def test_a_new_search_starts_from_the_default_then_each_familys_largest_fitting_candidate(monkeypatch):
+    """Start points: the default model, then per family the most MACs that is *measured* to fit, cheapest first."""
+    from cnnkeras.search.seeds import start_points
+
+    calls = []
+    monkeypatch.setattr(B, "measure", lambda c, n, b: calls.append(c) or B.estimate(c, n, b))
+    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@48MHz,ram=32K,flash=128K",
+                                        max_latency_ms=30))
+    space = Space.for_data((8, 8, 1), ["lean_cnn", "resnet8"])
+    m = B.Measurements(10, budget)
+    rows = B.preflight(space, 10, budget, m)["rows"]
+    seeds = start_points(space, (8, 8, 1), rows, m, augment=True)
+    assert seeds[0] == Candidate("lean_cnn", 1.0, None, (8, 8), 1, True)  # the default model, fitting or not
+    assert not m(seeds[0])["fits"]  # 47 ms > 30 ms here: the leaderboard will say so
+    largest = seeds[1:]
+    assert sorted(c.family for c in largest) == ["lean_cnn", "resnet8"] and all(c.augment for c in largest)
+    assert [m(c)["macs"] for c in largest] == sorted(m(c)["macs"] for c in largest)
+    for cand in largest:
+        assert m(cand)["fits"]
+        bigger = [c for c, e in rows if c.family == cand.family and e["macs"] > m(cand)["macs"]]
+        assert all(not m(c)["fits"] for c in bigger)  # nothing of the family with more MACs fits
+    # A family whose largest candidates are all measured not to fit is left to the sampler.
+    monkeypatch.setattr(B, "measure", lambda c, n, b: {**B.estimate(c, n, b), "fits": c.family != "resnet8"})
+    m2 = B.Measurements(10, budget)
+    assert [c.family for c in start_points(space, (8, 8, 1), rows, m2, augment=False)] == ["lean_cnn", "lean_cnn"]

@@ -171,13 +171,15 @@ def restricted_pickle_load(fh: BinaryIO, where: str) -> Any:
         raise UserError(f"{where}: not a readable dataset batch ({type(exc).__name__}: {exc}).") from None
 
 
-def read_text(path: str | os.PathLike, what: str = "file", fix: str | None = None) -> str:
+def read_text(path: str | os.PathLike, what: str = "file", fix: str | None = None,
+              max_bytes: int = MAX_TEXT_BYTES) -> str:
     """Read a small text file: UTF-8 (optional BOM) or UTF-16/UTF-32 with a BOM.
 
     Args:
         path: The file.
         what: What it is, for messages.
         fix: How to repair it, said after the problem (default: advice for a text file the user wrote).
+        max_bytes: The size limit (default :data:`MAX_TEXT_BYTES`).
 
     Returns:
         The decoded text.
@@ -191,11 +193,11 @@ def read_text(path: str | os.PathLike, what: str = "file", fix: str | None = Non
         if path.is_dir():
             raise UserError(f"{path}: {what} is a folder, not a file. {fix or 'Replace it with the file.'}")
         with open(path, "rb") as fh:  # bounded: a link to /dev/zero or a growing file cannot exhaust memory
-            data = fh.read(MAX_TEXT_BYTES + 1)
-        if len(data) > MAX_TEXT_BYTES:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
             size = path.stat().st_size
-            size = f"{size:,} bytes" if size > MAX_TEXT_BYTES else "endless bytes"  # a device or a growing file
-            raise UserError(f"{path}: {what} of {size} is larger than the {MAX_TEXT_BYTES:,}-byte limit for a "
+            size = f"{size:,} bytes" if size > max_bytes else "endless bytes"  # a device or a growing file
+            raise UserError(f"{path}: {what} of {size} is larger than the {max_bytes:,}-byte limit for a "
                             f"text file of this kind. "
                             f"{fix or 'It is not what its name says.'}")
     except OSError as exc:
@@ -219,7 +221,7 @@ def read_text(path: str | os.PathLike, what: str = "file", fix: str | None = Non
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | None = dict,
-              fix: str | None = None) -> Any:
+              fix: str | None = None, max_bytes: int = MAX_TEXT_BYTES) -> Any:
     """Read a small JSON side file (``metadata.json``, ``micro.json``, ``config.json``) from untrusted disk.
 
     Args:
@@ -227,6 +229,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | N
         what: What it is, for messages.
         expect: The required top-level type (``dict`` by default; ``None`` accepts any).
         fix: How to repair it, said after the problem (e.g. "Re-run the export.").
+        max_bytes: The size limit (default :data:`MAX_TEXT_BYTES`).
 
     Returns:
         The parsed value.
@@ -236,7 +239,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", expect: type | N
     """
     import json
 
-    text = read_text(path, what, fix)
+    text = read_text(path, what, fix, max_bytes)
     after = f" {fix}" if fix else ""
     try:
         value = json.loads(text)

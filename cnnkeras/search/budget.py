@@ -189,7 +189,8 @@ def preflight(space: Space, num_classes: int, budget: Budget, measurements: Meas
     the latency budget are then measured in TFLM. Estimates only pick what to measure; measurements decide.
 
     Returns:
-        ``{"architectures", "estimated_fit", "smallest"}``.
+        ``{"architectures", "estimated_fit", "smallest", "rows"}``: ``rows`` holds ``(candidate, estimate)`` of
+        every network within the latency budget.
 
     Raises:
         SearchError: Nothing can fit: the message names the limit and what the smallest candidate needs.
@@ -217,7 +218,7 @@ def preflight(space: Space, num_classes: int, budget: Budget, measurements: Meas
     if not any(m["fits"] for _, m in measured):
         _raise_nothing_fits(measured, budget)
     return {"architectures": len(rows), "estimated_fit": sum(1 for _, e in rows if e["fits"]),
-            "smallest": min((m["ram_bytes"] for _, m in measured if "ram_bytes" in m), default=None)}
+            "smallest": min((m["ram_bytes"] for _, m in measured if "ram_bytes" in m), default=None), "rows": rows}
 
 
 def _raise_nothing_fits(measured: list, budget: Budget) -> None:

@@ -3,7 +3,8 @@
 1. options and budgets checked (no data read yet); ``--resume`` reads the folder's ``search.json``
 2. the data read once: its input size decides the space, its recipe the top fidelity (epochs)
 3. pre-flight: can anything in the space fit the board? If not, a clear error before any training
-4. the study (SQLite in the folder, or ``--storage``); trials cut off by a killed process are queued again
+4. the study (SQLite in the folder, or ``--storage``); trials cut off by a killed process are queued again; a new
+   study starts from the default model and each family's largest candidate that fits (:mod:`.seeds`)
 5. trials one at a time until ``--trials`` trained candidates, ``--time`` or Ctrl-C (after the current trial)
 6. leaderboard.csv, pareto.png, the winner copied to ``winner/``, exported and tested once on the test split
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cnnkeras.search.config import DEFAULT_TRIALS, SearchConfig, SearchError, parse_duration, validate
-from cnnkeras.search.space import Space, check_families, default_candidate
+from cnnkeras.search.space import Space, check_families
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "search.json"
@@ -66,7 +67,8 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     log.info("%d networks within the latency budget, ~%d estimated to fit (each is measured before it trains)",
              pre["architectures"], pre["estimated_fit"])
     _record(out, config)
-    study = _study(config, out, max_epochs, space, info)
+    with quiet(logging.getLogger().isEnabledFor(logging.DEBUG)):
+        study = _study(config, out, max_epochs, space, info, pre["rows"], measurements)
     from cnnkeras.search.trial import Context
 
     reserve = min(0.15 * seconds, 60.0) if seconds and config.export else 0.0  # the winner's export
@@ -164,17 +166,19 @@ def _data(config: SearchConfig) -> tuple[str, Any, int]:
     return source, info, config.max_epochs or int(recipe["epochs"])
 
 
-def _study(config: SearchConfig, out: Path, max_epochs: int, space: Space, info: Any) -> Any:
-    """Open the study, fail the trials a killed process left running, and start a new one from the default model."""
+def _study(config: SearchConfig, out: Path, max_epochs: int, space: Space, info: Any, rows: list,
+           measurements: Any) -> Any:
+    """Open the study, fail the trials a killed process left running, and queue a new study's start points."""
+    from cnnkeras.search.seeds import start_points
     from cnnkeras.search.study import open_storage, open_study, recover_stale, storage_url
+    from cnnkeras.training.config import AUGMENT_MIN_EPOCHS
 
     storage = open_storage(storage_url(config, out))
     study = open_study(config, storage, max_epochs, create=True)
     recover_stale(study)
     if not study.get_trials(deepcopy=False) and config.sampler != "random":  # random stays a pure baseline
-        first = default_candidate(space, info.input_shape, augment=max_epochs >= 15)
-        if first is not None:  # a search that starts from what the user would get anyway never ends up worse
-            study.enqueue_trial(space.params_of(first), skip_if_exists=True)
+        for cand in start_points(space, info.input_shape, rows, measurements, max_epochs >= AUGMENT_MIN_EPOCHS):
+            study.enqueue_trial(space.params_of(cand), skip_if_exists=True)
     log.info("study %r in %s: %d trial(s) so far", config.study_name, storage.url, len(study.trials))
     return study
 
@@ -219,9 +223,11 @@ def _loop(study: Any, ctx: Any, trials: int | None, start: float) -> int | None:
                 log.warning("the last %d candidates did not fit or repeated earlier ones: the space is exhausted "
                             "for this target; finishing with what was trained", idle)
                 break
-            study.optimize(lambda t: objective(t, ctx), n_trials=1, catch=(UserError,), gc_after_trial=True)
+            ran: list = []  # the trial this call ran (study.trials[-1] may be a queued start point)
+            study.optimize(lambda t: objective(t, ctx), n_trials=1, catch=(UserError,), gc_after_trial=True,
+                           callbacks=[lambda _, trial: ran.append(trial)])
             _clear_session()
-            last = study.trials[-1]
+            last = ran[-1] if ran else study.trials[-1]
             idle = idle + 1 if kind_of(last) in ("rejected", "duplicate") else 0
             log.info(progress_line(study, last, trials, start, ctx.deadline))
             if flag["stop"]:

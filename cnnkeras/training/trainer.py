@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from cnnkeras.common.fileio import atomic_path, atomic_write_json, atomic_write_text
 from cnnkeras.training.config import TrainConfig
-from cnnkeras.training.data.fingerprint import fingerprint
+from cnnkeras.training.data.fingerprint import FILE_LIST, fingerprint, split_off_files
 from cnnkeras.training.data.pipeline import steps_per_epoch
 from cnnkeras.training.data.splits import load_arrays, parse_image_size
 from cnnkeras.training.errors import TrainingError
@@ -263,12 +263,14 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
         "dataset": data.info.to_dict(),
         "versions": versions(),
     }
-    # Every split's files (path, bytes, sha256) or array digests: export, analyze and --resume check the data.
-    found = fingerprint(data.split) if chief and resume_from is None else None
+    # Every split's files (path, bytes, sha256; the lists in data_files.json) or array digests: export, analyze and
+    # --resume check the data.
+    found, file_lists = split_off_files(fingerprint(data.split) if chief and resume_from is None else None)
     if found is not None:
         full_config["data_fingerprint"] = found
     if resume_from is None:
-        _write(run_dir, lambda: (atomic_write_json(run_dir / CONFIG, full_config),
+        _write(run_dir, lambda: (file_lists and atomic_write_json(run_dir / FILE_LIST, file_lists),
+                                 atomic_write_json(run_dir / CONFIG, full_config),
                                  atomic_write_text(run_dir / LABELS, "\n".join(data.info.class_names) + "\n")))
     elif chief:  # --epochs may have changed: config.json must still describe (and reproduce) the run
         saved = read_run_config(run_dir)

@@ -3,7 +3,8 @@ empty, huge, and a folder where the file should be.
 
 The files: a run's ``config.json`` (export, ``--resume``, ``--init-from``: checked against
 ``cnnkeras/training/run/config_schema.py``), ``history.csv`` (``--resume`` of an unfinished run),
-``metrics.json`` (export), ``checkpoints/state.json`` (``--resume``), ``labels.txt`` (predict on a run's
+``metrics.json`` (export), ``data_files.json`` (the file lists of a folder run's data fingerprint: export,
+``--resume``), ``checkpoints/state.json`` (``--resume``), ``labels.txt`` (predict on a run's
 model), ``metadata.json`` and ``micro.json`` beside exported artifacts (predict), and a ``seg:`` dataset's
 ``classes.txt`` (train). ``report.json`` is written, never read, so it has no case.
 """
@@ -96,6 +97,23 @@ def _spoiled_run(d: Path, fx: dict, rel: str, shape: str, cli: str, unfinished: 
     return _export(run) if cli == "export" else _resume(run)
 
 
+def _file_list(d: Path, fx: dict, shape: str, cli: str) -> list:
+    """A folder run whose ``data_files.json`` is spoiled, or edited so it no longer matches config.json."""
+    run = _copy(fx["folder_run"], d / "run")
+    if cli == "resume":  # --resume of a finished run stops at "already complete" before it checks the data
+        (run / "metrics.json").unlink()
+    target = run / "data_files.json"
+    if shape == "digest_mismatch":
+        doc = json.loads(target.read_text())
+        doc["splits"]["test"][0][1] += 1
+        target.write_text(json.dumps(doc))
+    elif shape == "wrong_types":
+        target.write_text(json.dumps({"version": 1, "splits": {"train": "all", "val": [[1, 2, 3]], "test": None}}))
+    else:
+        _spoil(target, shape)
+    return _export(run) if cli == "export" else _resume(run)
+
+
 def _spoiled_artifact(d: Path, fx: dict, kind: str, name: str, shape: str) -> list:
     ex = _copy(fx["export"], d / "export")
     folder = ex / fx["micro"].name if name == "micro.json" else ex
@@ -163,6 +181,12 @@ def _run_file_cases() -> list[Case]:
         out.append(Case(f"side/state_{shape}/resume", CATEGORY,
                         lambda d, fx, s=shape: _spoiled_run(d, fx, "checkpoints/state.json", s, "resume"),
                         timeout=120))
+    # data_files.json: refused naming it (a huge one of trailing blanks still parses, and matches: 0 is right).
+    for shape in (*SHAPES, "digest_mismatch", "wrong_types"):
+        for cli in ("export", "resume") if shape in ("non_utf8", "digest_mismatch") else ("export",):
+            out.append(Case(f"side/data_files_{shape}/{cli}", CATEGORY,
+                            lambda d, fx, s=shape, c=cli: _file_list(d, fx, s, c),
+                            accept=(0, 2) if shape == "huge" else (2,), timeout=120))
     # A labels.txt that cannot be read is named in a warning and predict prints class indices: 0 or 2.
     for shape in SHAPES:
         out.append(Case(f"side/labels_{shape}/predict_run", CATEGORY,

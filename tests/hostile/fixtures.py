@@ -105,6 +105,13 @@ def build(base: Path, run_dir: bool = True) -> dict[str, Path]:
         if code != 0:
             raise RuntimeError(f"fixture run failed with exit code {code}")
         paths["run"] = base / "run"
+        # A run on folder data: its data_files.json (the per-file fingerprint lists) is a side file too.
+        data = write_folder(base / "run_folder", per_class=8)
+        code = main(["train", "--data", f"folder:{data}", "--epochs", "1", "--batch-size", "8", "--out",
+                     str(base / "folder_run"), "--no-tensorboard", "--keras-verbose", "0"])
+        if code != 0:
+            raise RuntimeError(f"fixture folder run failed with exit code {code}")
+        paths["folder_run"] = base / "folder_run"
     (base / "paths.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
     return paths
 

@@ -4,6 +4,11 @@ Training records ``config.json["data_fingerprint"]``; :func:`cnnkeras.training.r
 ``analyze``) and ``--resume`` reload the data and compare, so a folder that gained, lost or changed files since
 training cannot silently change the test split the export certifies.
 
+A folder's file lists go to ``data_files.json`` beside ``config.json`` (a 70,000-image folder's lists take about
+7 MB, which would bury the settings a user reads in ``config.json``); ``config.json`` keeps the per-split counts and
+digests, and each digest covers its split's list, so an edited list is detected. Without ``data_files.json`` a
+change is still detected (by digest), only not listed file by file, and splits cannot be rebuilt.
+
 - Folder data (``folder:PATH``, ``seg:PATH``): per split, every file's path relative to the dataset folder, its size
   and the sha256 of its bytes (read in 1 MiB chunks, in parallel threads), plus one digest over the split.
   A ``seg:`` row is two files (image, mask).
@@ -28,11 +33,14 @@ from typing import Any
 import numpy as np
 
 from cnnkeras.errors import DataError
+from cnnkeras.training.run.names import DATA_FILES
 
 logger = logging.getLogger(__name__)
 
 VERSION = 1
 FILES, ARRAYS = "files-sha256", "arrays-sha256"
+FILE_LIST = DATA_FILES  # the per-file lists of a folder's fingerprint, beside config.json
+MAX_FILE_LIST_BYTES = 1 << 30  # ~10 million files
 SPLITS = ("train", "val", "test")
 DATA_CHANGED = ("refuse", "ok")
 _CHUNK = 1 << 20
@@ -142,6 +150,66 @@ def fingerprint(split: Any) -> dict[str, Any] | None:
     return {"version": VERSION, "method": FILES, "splits": splits}
 
 
+def split_off_files(fp: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(what config.json records, what data_files.json holds)``: the file lists move to the side file.
+
+    Args:
+        fp: A fingerprint from :func:`fingerprint`.
+
+    Returns:
+        The compact fingerprint (``"file_list": "data_files.json"`` marks where the lists are) and the lists
+        (``{"version", "splits": {split: [[path, bytes, sha256], ...]}}``); ``(fp, None)`` for array digests.
+    """
+    if not fp or fp.get("method") != FILES:
+        return fp, None
+    compact = {**summary(fp), "version": fp.get("version", VERSION), "file_list": FILE_LIST}
+    return compact, {"version": VERSION, "splits": {k: v["files"] for k, v in fp["splits"].items()}}
+
+
+def _bad_list(files: Any) -> bool:
+    return not isinstance(files, list) or not all(
+        isinstance(f, list) and len(f) == 3 and isinstance(f[0], str) and isinstance(f[1], int)
+        and not isinstance(f[1], bool) and isinstance(f[2], str) for f in files)
+
+
+def load_recorded(run_dir: str | Path, config: dict[str, Any]) -> Any:
+    """The fingerprint a run recorded: ``config.json``'s, with its file lists read back from ``data_files.json``.
+
+    Args:
+        run_dir: The run directory.
+        config: Its ``config.json``.
+
+    Returns:
+        The fingerprint (file lists included when the run has them), or whatever ``config.json`` holds.
+
+    Raises:
+        UserError: ``data_files.json`` is unreadable, malformed, or does not match ``config.json``'s digests.
+    """
+    from cnnkeras.common.safe_load import read_json
+
+    fp = config.get("data_fingerprint")
+    if not isinstance(fp, dict) or not fp.get("file_list") or not isinstance(fp.get("splits"), dict):
+        return fp
+    path = Path(run_dir) / FILE_LIST
+    if not path.exists():
+        logger.warning("%s is missing: a change in the data is still detected (by digest), but not listed file by "
+                       "file, and --data-changed ok cannot rebuild the recorded splits", path)
+        return fp
+    fix = (f"Restore it from a copy of the run, or delete it: the data is then checked by the digests in "
+           f"{Path(run_dir) / 'config.json'} alone.")
+    lists = read_json(path, "the run's list of data files", fix=fix, max_bytes=MAX_FILE_LIST_BYTES)
+    out = {**fp, "splits": {}}
+    for name, entry in fp["splits"].items():
+        files = (lists.get("splits") or {}).get(name) if isinstance(lists.get("splits"), dict) else None
+        if _bad_list(files):
+            raise DataError(f"{path}: the {name} list must be [[path, bytes, sha256], ...]. It is damaged. {fix}")
+        if not isinstance(entry, dict) or _digest(files) != entry.get("digest"):
+            raise DataError(f"{path}: the {name} list does not match the digest in config.json (edited, or from "
+                            f"another run). {fix}")
+        out["splits"][name] = {**entry, "files": files}
+    return out
+
+
 def summary(fp: dict[str, Any] | None) -> dict[str, Any] | None:
     """The compact form (method, per split count and digest; no file list) for reports and ``metadata.json``."""
     if not fp:
@@ -172,6 +240,10 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
         return [f"{name}: {cur[name]['count']} images now (recorded {rec.get(name, {}).get('count')}), and the "
                 f"images or labels differ" for name in SPLITS
                 if name in cur and (rec.get(name) or {}).get("digest") != cur[name]["digest"]]
+    if any("files" not in (rec.get(name) or {}) for name in SPLITS if name in rec):  # data_files.json missing
+        return [f"{name}: {cur[name]['count']} files now (recorded {(rec.get(name) or {}).get('count')}), and they "
+                f"differ (the run's {FILE_LIST} is missing, so the changed files cannot be listed)"
+                for name in SPLITS if name in cur and (rec.get(name) or {}).get("digest") != cur[name]["digest"]]
     rec_at = {f[0]: (name, f[1], f[2]) for name in SPLITS for f in (rec.get(name) or {}).get("files") or []}
     cur_at = {f[0]: (name, f[1], f[2]) for name in SPLITS for f in (cur.get(name) or {}).get("files") or []}
     lines = []
@@ -278,7 +350,8 @@ def check(recorded: Any, split: Any, *, where: str, data_changed: str = "refuse"
     if data_changed == "refuse":
         raise DataError(f"the data of {where} changed since training, so it is no longer the data the model was "
                         f"trained and judged on:\n  {text}\n{advice}")
-    if recorded.get("method") == FILES and current is not None and current.get("method") == FILES:
+    listed = all("files" in (v or {}) for v in recorded["splits"].values())
+    if recorded.get("method") == FILES and listed and current is not None and current.get("method") == FILES:
         split = rebuild(split, recorded)
         result["now"] = summary(fingerprint(split))
         result["rebuilt_from_recorded_files"] = True

@@ -5,6 +5,7 @@ MODEL = "model.keras"             # the final model
 METRICS = "metrics.json"          # test metrics of the final model
 HISTORY = "history.csv"           # one row per epoch
 LABELS = "labels.txt"             # class names, one per line
+DATA_FILES = "data_files.json"    # a folder's files per split (path, bytes, sha256): the data fingerprint's lists
 CHECKPOINTS = "checkpoints"       # per-epoch state for --resume
 CURVES_PNG = "curves.png"
 CONFUSION_PNG = "confusion_matrix.png"

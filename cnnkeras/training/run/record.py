@@ -38,7 +38,7 @@ def run_data(run_dir: str | Path, *, data_changed: str = "refuse") -> tuple[Spli
     Raises:
         DataError: The run directory or its ``config.json`` is missing or unreadable, or the data changed.
     """
-    from cnnkeras.training.data.fingerprint import check
+    from cnnkeras.training.data.fingerprint import check, load_recorded
 
     config = read_run_config(run_dir)
     data = dict(config.get("data") or {})
@@ -51,7 +51,7 @@ def run_data(run_dir: str | Path, *, data_changed: str = "refuse") -> tuple[Spli
     if isinstance(recorded_classes, list) and recorded_classes != list(info.class_names):
         raise DataError(f"the classes of {source} changed since {run_dir} was trained: now {info.class_names[:10]}, "
                         f"recorded {recorded_classes[:10]}. The model predicts the recorded classes; train again.")
-    split, provenance = check(config.get("data_fingerprint"), split, where=str(run_dir), data_changed=data_changed,
+    split, provenance = check(load_recorded(run_dir, config), split, where=str(run_dir), data_changed=data_changed,
                               advice=CHANGED_ADVICE)
     if provenance.get("rebuilt_from_recorded_files") and info.task == "classification":
         import numpy as np

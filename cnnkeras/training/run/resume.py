@@ -116,9 +116,9 @@ def check_resume_data(run_dir: Path, split: Any) -> None:
     Raises:
         DataError: The data changed (the message names the change per split).
     """
-    from cnnkeras.training.data.fingerprint import check
+    from cnnkeras.training.data.fingerprint import check, load_recorded
 
-    check(read_run_config(run_dir).get("data_fingerprint"), split, where=str(run_dir),
+    check(load_recorded(run_dir, read_run_config(run_dir)), split, where=str(run_dir),
           advice="--resume continues a run only on the data it started with: restore the files as they were, or "
                  "start a new run on the data as it is now.")
 
