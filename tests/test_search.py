@@ -310,3 +310,18 @@ def test_a_new_search_starts_from_the_default_then_each_familys_largest_fitting_
     monkeypatch.setattr(B, "measure", lambda c, n, b: {**B.estimate(c, n, b), "fits": c.family != "resnet8"})
     m2 = B.Measurements(10, budget)
     assert [c.family for c in start_points(space, (8, 8, 1), rows, m2, augment=False)] == ["lean_cnn", "lean_cnn"]
+
+
+@unit
+def test_the_pruner_first_judges_after_300_steps_and_rejections_are_tpe_constraints():
+    import optuna
+
+    from cnnkeras.search.study import first_rung, make_pruner, violation
+
+    assert first_rung(40, 15) == 20 and first_rung(40, 40) == 8 and first_rung(40, 422) == 4 and first_rung(9) == 1
+    config = SearchConfig(data="digits", board="nucleo-l4r5zi")
+    assert isinstance(make_pruner(config, 40, 40), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner(config, 15, 15), optuna.pruners.NopPruner)  # the first rung would be the last
+    assert violation({"fits": True}) < 0
+    assert violation({"fits": False, "over": {"latency": 2.5, "ram": 0.1}}) == 2.5
+    assert violation({"fits": False, "reasons": ["does not run in TFLM"]}) == 1.0

@@ -1,10 +1,15 @@
 """``cnnkeras search`` under faults and in parallel: kill -9 then --resume continues the same study, Ctrl-C stops
-after the current trial, and two processes on 127.0.0.1 share one SQLite study (each trains its own trials)."""
+after the current trial, and two processes on 127.0.0.1 share one study (each trains its own trials): in one SQLite
+file, and in a PostgreSQL server the test starts on 127.0.0.1 (skipped, with the reason, where PostgreSQL's server
+programs or psycopg2 are not installed)."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,10 +106,46 @@ def test_ctrl_c_stops_after_the_current_trial_with_a_resume_hint(tmp_path):
     assert not any(t.state == TrialState.RUNNING for t in _trials(url))
 
 
-def test_two_processes_share_one_sqlite_study(tmp_path):
+def _pg_program(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth), stopped and deleted afterwards."""
+    initdb, pg_ctl = _pg_program("initdb"), _pg_program("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):  # SQLAlchemy's postgresql:// drivers
+        pytest.skip("no PostgreSQL driver for SQLAlchemy is installed: pip install 'cnnkeras[postgres]'")
+    as_user: list[str] = []
+    folder = Path(__import__("tempfile").mkdtemp(prefix="cnnkeras_pg_", dir="/tmp"))
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if not shutil.which("runuser") or subprocess.run(["id", "postgres"], capture_output=True).returncode:
+            pytest.skip("running as root without a postgres user to start PostgreSQL as")
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", "-l", str(folder / "server.log"), "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _two_processes_share_one_study(url: str, tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
-    url = f"sqlite:///{tmp_path}/shared.db"
     procs = [_start(_cli("--trials", "6", "--max-epochs", "2", "--storage", url, "--out", str(tmp_path / f"w{i}"),
                          "--seed", "0"), tmp_path / f"w{i}.log") for i in range(2)]
     for i, p in enumerate(procs):
@@ -118,3 +159,11 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     for t in trained:
         assert Path(t.user_attrs["run_dir"]).is_dir()
+
+
+def test_two_processes_share_one_sqlite_study(tmp_path):
+    _two_processes_share_one_study(f"sqlite:///{tmp_path}/shared.db", tmp_path)
+
+
+def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url):
+    _two_processes_share_one_study(postgres_url, tmp_path)

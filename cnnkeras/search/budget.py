@@ -10,6 +10,7 @@ confirmed by measuring the smallest candidates.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -86,20 +87,23 @@ def _verdict(fit: dict[str, Any], budget: Budget) -> dict[str, Any]:
     """Flatten a :func:`~cnnkeras.targets.fit.fit_board` result and say why it does not fit."""
     ram, flash, lat = fit["ram"], fit["flash"], fit.get("latency")
     latency = lat["latency_ms"] if lat else None
-    reasons = []
+    reasons, over = [], {}  # over: how far past each broken limit, as a fraction of it
     if not ram["fits"]:
         reasons.append(f"RAM {kib(ram['needed'])} > {kib(ram['available'])}")
+        over["ram"] = ram["needed"] / max(1, ram["available"]) - 1
     if not flash["fits"]:
         reasons.append(f"flash {kib(flash['needed'])} > {kib(flash['available'])}")
+        over["flash"] = flash["needed"] / max(1, flash["available"]) - 1
     if budget.max_latency_ms is not None and latency is not None and latency > budget.max_latency_ms:
         reasons.append(f"latency ~{latency:.3g} ms > {budget.max_latency_ms:g} ms")
+        over["latency"] = latency / budget.max_latency_ms - 1
     return {"arena_bytes": ram["parts"]["arena"], "ram_bytes": ram["needed"], "ram_margin_bytes": ram["margin_bytes"],
             "ram_margin_pct": ram["margin_pct"], "flash_bytes": flash["needed"],
             "flash_margin_bytes": flash["margin_bytes"], "flash_margin_pct": flash["margin_pct"],
             "model_bytes": flash["parts"]["model"], "latency_ms": latency,
             "latency_margin_ms": (round(budget.max_latency_ms - latency, 3)
                                   if budget.max_latency_ms is not None and latency is not None else None),
-            "fits": not reasons, "reasons": reasons}
+            "fits": not reasons, "reasons": reasons, "over": over}
 
 
 def estimate(candidate: Candidate, num_classes: int, budget: Budget) -> dict[str, Any]:
@@ -163,7 +167,18 @@ class Measurements:
     """:func:`measure` memoised per network (the same network sampled twice is converted once)."""
 
     def __init__(self, num_classes: int, budget: Budget):
-        self.num_classes, self.budget, self._seen = num_classes, budget, {}
+        self.num_classes, self.budget, self._seen, self._estimated = num_classes, budget, {}, {}
+
+    def estimate(self, candidate: Candidate) -> dict[str, Any]:
+        """:func:`estimate` memoised per network (a copy: callers may change it).
+
+        Raises:
+            SpecError: The family does not take this input.
+        """
+        key = candidate.arch_key()
+        if key not in self._estimated:
+            self._estimated[key] = estimate(candidate, self.num_classes, self.budget)
+        return copy.deepcopy(self._estimated[key])
 
     def __call__(self, candidate: Candidate) -> dict[str, Any]:
         """The measurement of ``candidate``'s network.
@@ -173,11 +188,12 @@ class Measurements:
         """
         key = candidate.arch_key()
         if key not in self._seen:
-            quick = estimate(candidate, self.num_classes, self.budget)
+            quick = self.estimate(candidate)
             slow = self.budget.max_latency_ms is not None and quick["latency_ms"] is not None \
                 and quick["latency_ms"] > self.budget.max_latency_ms
             if slow:  # only the latency verdict is exact here; RAM and flash stay unmeasured estimates
                 quick["reasons"] = [r for r in quick["reasons"] if r.startswith("latency")]
+                quick["over"] = {"latency": quick["over"]["latency"]}
             self._seen[key] = quick if slow else measure(candidate, self.num_classes, self.budget)
         return dict(self._seen[key])
 
@@ -185,8 +201,9 @@ class Measurements:
 def preflight(space: Space, num_classes: int, budget: Budget, measurements: Measurements) -> dict[str, Any]:
     """Make sure some candidate of the space fits, before any training.
 
-    Every network of the space is estimated (no conversion); the smallest by RAM and by flash among those within
-    the latency budget are then measured in TFLM. Estimates only pick what to measure; measurements decide.
+    The networks of the space are estimated (no conversion; under a latency budget only up to the first width over
+    it, see :func:`_estimates`); the smallest by RAM and by flash among those within the latency budget are then
+    measured in TFLM. Estimates only pick what to measure; measurements decide.
 
     Returns:
         ``{"architectures", "estimated_fit", "smallest", "rows"}``: ``rows`` holds ``(candidate, estimate)`` of
@@ -195,30 +212,47 @@ def preflight(space: Space, num_classes: int, budget: Budget, measurements: Meas
     Raises:
         SearchError: Nothing can fit: the message names the limit and what the smallest candidate needs.
     """
-    from cnnkeras.errors import SpecError
-
-    rows = []
-    for cand in space.architectures():
-        try:
-            rows.append((cand, estimate(cand, num_classes, budget)))
-        except SpecError:  # this family does not take this input size
-            continue
-    if not rows:
+    rows, fastest = _estimates(space, budget, measurements.estimate)
+    if fastest is None:
         raise SearchError(f"no family in {', '.join(space.families)} takes the data's input size; widen --families.")
     lat = budget.max_latency_ms
-    if lat is not None:
-        fastest = min(rows, key=lambda r: r[1]["latency_ms"])
-        if fastest[1]["latency_ms"] > lat:
-            raise SearchError(f"no candidate runs within {lat:g} ms on {budget.board.name}: the fastest "
-                              f"({fastest[0].arch_label()}) needs ~{fastest[1]['latency_ms']:.3g} ms (estimate). Raise "
-                              "--max-latency-ms, choose a faster board, or lower --image-size.")
-        rows = [r for r in rows if r[1]["latency_ms"] <= lat]
+    if lat is not None and fastest[1]["latency_ms"] > lat:
+        raise SearchError(f"no candidate runs within {lat:g} ms on {budget.board.name}: the fastest "
+                          f"({fastest[0].arch_label()}) needs ~{fastest[1]['latency_ms']:.3g} ms (estimate). Raise "
+                          "--max-latency-ms, choose a faster board, or lower --image-size.")
     picks = {id(r[0]): r[0] for key in ("ram_bytes", "flash_bytes") for r in sorted(rows, key=lambda r: r[1][key])[:3]}
     measured = [(c, measurements(c)) for c in picks.values()]
     if not any(m["fits"] for _, m in measured):
         _raise_nothing_fits(measured, budget)
     return {"architectures": len(rows), "estimated_fit": sum(1 for _, e in rows if e["fits"]),
             "smallest": min((m["ram_bytes"] for _, m in measured if "ram_bytes" in m), default=None), "rows": rows}
+
+
+def _estimates(space: Space, budget: Budget, estimator: Any) -> tuple[list, tuple | None]:
+    """``(rows within the latency budget, the fastest network)``: ``(candidate, estimate)`` pairs.
+
+    Each estimate builds the network's spec (about 0.1 s), so under a latency budget each family, depth, size and
+    channel count is estimated from its narrowest width up and stops at the first width over the budget: latency
+    grows with the MACs, which grow with the width (a tight budget estimates a fraction of the space).
+    """
+    from cnnkeras.errors import SpecError
+
+    groups: dict[tuple, list[Candidate]] = {}
+    for cand in space.architectures():
+        groups.setdefault((cand.family, cand.depth, cand.image_size, cand.channels), []).append(cand)
+    rows, fastest, lat = [], None, budget.max_latency_ms
+    for group in groups.values():
+        for cand in sorted(group, key=lambda c: c.width):
+            try:
+                est = estimator(cand)
+            except SpecError:  # this family does not take this input size
+                continue
+            if fastest is None or est["latency_ms"] < fastest[1]["latency_ms"]:
+                fastest = (cand, est)
+            if lat is not None and est["latency_ms"] > lat:
+                break  # wider is slower still
+            rows.append((cand, est))
+    return rows, fastest
 
 
 def _raise_nothing_fits(measured: list, budget: Budget) -> None:

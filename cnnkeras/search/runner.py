@@ -55,7 +55,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     budget = make_budget(config)
     seconds = parse_duration(config.time)
     trials = config.trials or (None if seconds else DEFAULT_TRIALS)
-    source, info, max_epochs = _data(config)
+    source, info, max_epochs, steps_per_epoch = _data(config)
     space = Space.for_data(info.input_shape, config.families)
     measurements = Measurements(info.num_classes, budget)
     log.info("search space: %s", space.describe())
@@ -68,7 +68,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
              pre["architectures"], pre["estimated_fit"])
     _record(out, config)
     with quiet(logging.getLogger().isEnabledFor(logging.DEBUG)):
-        study = _study(config, out, max_epochs, space, info, pre["rows"], measurements)
+        study = _study(config, out, (max_epochs, steps_per_epoch), space, info, pre["rows"], measurements)
     from cnnkeras.search.trial import Context
 
     reserve = min(0.15 * seconds, 60.0) if seconds and config.export else 0.0  # the winner's export
@@ -150,8 +150,9 @@ def _record(out: Path, config: SearchConfig) -> None:
                                                 "config": config.to_dict()})
 
 
-def _data(config: SearchConfig) -> tuple[str, Any, int]:
-    """The data source (folders made absolute), its description and the top fidelity (epochs)."""
+def _data(config: SearchConfig) -> tuple[str, Any, int, int]:
+    """The data source (folders made absolute), its description, the top fidelity (epochs) and the optimizer steps
+    per epoch (the pruner's first rung is counted in steps)."""
     from cnnkeras import training
     from cnnkeras.training.config import default_recipe
 
@@ -163,18 +164,23 @@ def _data(config: SearchConfig) -> tuple[str, Any, int]:
     if getattr(info, "task", "classification") != "classification":
         raise SearchError(f"{config.data} is a {info.task} data set; the search covers image classification.")
     recipe = default_recipe(info.name, info.input_shape, len(split.train[1]))
-    return source, info, config.max_epochs or int(recipe["epochs"])
+    steps = max(1, -(-len(split.train[1]) // int(recipe["batch_size"])))
+    return source, info, config.max_epochs or int(recipe["epochs"]), steps
 
 
-def _study(config: SearchConfig, out: Path, max_epochs: int, space: Space, info: Any, rows: list,
+def _study(config: SearchConfig, out: Path, fidelity: tuple[int, int], space: Space, info: Any, rows: list,
            measurements: Any) -> Any:
-    """Open the study, fail the trials a killed process left running, and queue a new study's start points."""
+    """Open the study, fail the trials a killed process left running, and queue a new study's start points.
+
+    ``fidelity``: ``(max_epochs, steps_per_epoch)``.
+    """
     from cnnkeras.search.seeds import start_points
     from cnnkeras.search.study import open_storage, open_study, recover_stale, storage_url
     from cnnkeras.training.config import AUGMENT_MIN_EPOCHS
 
+    max_epochs, steps_per_epoch = fidelity
     storage = open_storage(storage_url(config, out))
-    study = open_study(config, storage, max_epochs, create=True)
+    study = open_study(config, storage, max_epochs, create=True, steps_per_epoch=steps_per_epoch)
     recover_stale(study)
     if not study.get_trials(deepcopy=False) and config.sampler != "random":  # random stays a pure baseline
         for cand in start_points(space, info.input_shape, rows, measurements, max_epochs >= AUGMENT_MIN_EPOCHS):

@@ -160,13 +160,14 @@ def objective(trial: Any, ctx: Context) -> float:
     import optuna
 
     from cnnkeras import training
-    from cnnkeras.search.study import owner
+    from cnnkeras.search.study import owner, violation
 
     trial.set_user_attr("owner", owner())
     c = ctx.space.suggest(trial)
     trial.set_user_attr("candidate", c.to_dict())
     m = ctx.measurements(c)
     trial.set_user_attr("measure", m)
+    trial.set_constraint("fit", violation(m))  # TPE learns where candidates do not fit
     if not m["fits"]:
         trial.set_user_attr("rejected", "; ".join(m["reasons"]))
         raise optuna.TrialPruned("rejected before training: " + "; ".join(m["reasons"]))
