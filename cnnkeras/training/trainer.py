@@ -269,7 +269,7 @@ def _open_run_dir(config: TrainConfig, data: _Data, built: _Model, resume_from: 
     if found is not None:
         full_config["data_fingerprint"] = found
     if resume_from is None:
-        _write(run_dir, lambda: (file_lists and atomic_write_json(run_dir / FILE_LIST, file_lists),
+        _write(run_dir, lambda: (file_lists and atomic_write_json(run_dir / FILE_LIST, file_lists, compact=True),
                                  atomic_write_json(run_dir / CONFIG, full_config),
                                  atomic_write_text(run_dir / LABELS, "\n".join(data.info.class_names) + "\n")))
     elif chief:  # --epochs may have changed: config.json must still describe (and reproduce) the run

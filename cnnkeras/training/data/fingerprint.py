@@ -4,8 +4,8 @@ Training records ``config.json["data_fingerprint"]``; :func:`cnnkeras.training.r
 ``analyze``) and ``--resume`` reload the data and compare, so a folder that gained, lost or changed files since
 training cannot silently change the test split the export certifies.
 
-A folder's file lists go to ``data_files.json`` beside ``config.json`` (a 70,000-image folder's lists take about
-7 MB, which would bury the settings a user reads in ``config.json``); ``config.json`` keeps the per-split counts and
+A folder's file lists go to ``data_files.json`` beside ``config.json`` (a 70,000-image folder's lists take
+6.5 MB, which would bury the settings a user reads in ``config.json``); ``config.json`` keeps the per-split counts and
 digests, and each digest covers its split's list, so an edited list is detected. Without ``data_files.json`` a
 change is still detected (by digest), only not listed file by file, and splits cannot be rebuilt.
 
