@@ -143,13 +143,17 @@ def test_impossible_latency_is_refused(monkeypatch):
         B.preflight(Space.for_data((8, 8, 1)), 10, budget, B.Measurements(10, budget))
 
 
+def _m0_budget(monkeypatch, calls: list) -> B.Budget:
+    """A 48 MHz M0+ with 32 KB RAM, 128 KB flash and 30 ms; measurements are estimates, recorded in ``calls``."""
+    monkeypatch.setattr(B, "measure", lambda c, n, b: calls.append(c) or B.estimate(c, n, b))
+    return B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@48MHz,ram=32K,flash=128K",
+                                      max_latency_ms=30))
+
+
 @unit
 def test_rejection_reasons_and_latency_shortcut(monkeypatch):
     calls = []
-    monkeypatch.setattr(B, "measure", lambda c, n, b: calls.append(c) or B.estimate(c, n, b))
-    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@48MHz,ram=32K,flash=128K",
-                                        max_latency_ms=30))
-    m = B.Measurements(10, budget)
+    m = B.Measurements(10, _m0_budget(monkeypatch, calls))
     big = Candidate("simple_cnn", 1.5, 3, (8, 8), 1, True)
     verdict = m(big)
     assert not verdict["fits"] and verdict["reasons"] == [f"latency ~{verdict['latency_ms']:.3g} ms > 30 ms"]
@@ -289,10 +293,7 @@ def test_a_new_search_starts_from_the_default_then_each_familys_largest_fitting_
     """Start points: the default model, then per family the most MACs that is *measured* to fit, cheapest first."""
     from cnnkeras.search.seeds import start_points
 
-    calls = []
-    monkeypatch.setattr(B, "measure", lambda c, n, b: calls.append(c) or B.estimate(c, n, b))
-    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@48MHz,ram=32K,flash=128K",
-                                        max_latency_ms=30))
+    budget = _m0_budget(monkeypatch, [])
     space = Space.for_data((8, 8, 1), ["lean_cnn", "resnet8"])
     m = B.Measurements(10, budget)
     rows = B.preflight(space, 10, budget, m)["rows"]
