@@ -50,7 +50,7 @@ def test_default_augmentation_weakens_as_images_per_class_grow(per_class, streng
     info.counts = {"train": [per_class] * 3, "val": [1] * 3, "test": [1] * 3}
     assert augment_strength(info) == pytest.approx(strength)
     with caplog.at_level(logging.INFO):
-        cfg = default_augment(info)
+        cfg = resolve_augment("default", info)
     assert cfg.hflip and cfg.brightness == pytest.approx(0.1 * strength, abs=1e-4)
     assert cfg.saturation == pytest.approx(0.1 * strength, abs=1e-4)
     for key, full, moves in (("translate", 0.1, lambda v: v * 28), ("zoom", 0.1, lambda v: v * 14),
@@ -61,6 +61,11 @@ def test_default_augmentation_weakens_as_images_per_class_grow(per_class, streng
         else:
             assert value == pytest.approx(full * strength, rel=1e-3), key
     assert ("default augmentation at" in caplog.text) == (strength < 1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # values the user sets are kept, and the line says so
+        mine = resolve_augment("default,translate=0.1,rotate=10", info)
+    assert mine.translate == 0.1 and mine.rotate == 10
+    assert (strength < 1) == ("translate 0.1, rotate 10" in caplog.text and "as you set" in caplog.text)
     seg = _info(shape=(28, 28, 3))
     seg.task, seg.counts = "segmentation", {"train": [per_class] * 3}
     assert augment_strength(seg) == 1.0  # pixel counts are no image counts

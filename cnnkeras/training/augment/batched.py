@@ -130,14 +130,21 @@ def default_augment(info: Any) -> AugmentConfig:
         cfg.brightness, cfg.contrast = round(0.1 * k, 4), round(0.1 * k, 4)
         if c == 3:
             cfg.saturation = round(0.1 * k, 4)
-    if k < 1.0:
-        cfg = _at_least_a_pixel(cfg, h, w)
-        per_class = sum(info.counts["train"]) / len(info.counts["train"])
-        logger.info("default augmentation at %.2fx strength for %s training images per class (full strength up to "
-                    "%d): translate %g, rotate %g, zoom %g; set values to override (e.g. --augment "
-                    "default,translate=0.1,rotate=10,zoom=0.1)", k, f"{per_class:,.0f}", FULL_STRENGTH_PER_CLASS,
-                    cfg.translate, cfg.rotate, cfg.zoom)
-    return cfg
+    return _at_least_a_pixel(cfg, h, w) if k < 1.0 else cfg
+
+
+def _log_strength(cfg: AugmentConfig, info: Any, given: dict[str, Any]) -> None:
+    """One INFO line when the defaults were weakened: the strength, the values used, which the user set."""
+    k = augment_strength(info)
+    if k >= 1.0:
+        return
+    per_class = sum(info.counts["train"]) / len(info.counts["train"])
+    mine = sorted(set(given) & {"translate", "rotate", "zoom", "brightness", "contrast", "saturation"})
+    logger.info("default augmentation at %.2fx strength for %s training images per class (full strength up to %d): "
+                "translate %g, rotate %g, zoom %g, brightness %g%s", k, f"{per_class:,.0f}",
+                FULL_STRENGTH_PER_CLASS, cfg.translate, cfg.rotate, cfg.zoom, cfg.brightness,
+                f" ({', '.join(mine)} as you set)" if mine else
+                "; set values to override (e.g. --augment default,translate=0.1,rotate=10,zoom=0.1)")
 
 
 def parse_augment(text: str) -> dict[str, Any]:
@@ -195,17 +202,21 @@ def resolve_augment(augment: Any, info: Any) -> AugmentConfig:
         cfg = AugmentConfig()
     elif augment is True:
         cfg = default_augment(info)
+        _log_strength(cfg, info, {})
     elif isinstance(augment, AugmentConfig):
         cfg = dataclasses.replace(augment)
     elif isinstance(augment, (str, dict)):
         opts = parse_augment(augment) if isinstance(augment, str) else dict(augment)
         none = opts.pop("none", False)
-        cfg = default_augment(info) if opts.pop("default", False) and not none else AugmentConfig()
+        defaults = opts.pop("default", False) and not none
+        cfg = default_augment(info) if defaults else AugmentConfig()
         names = {f.name for f in dataclasses.fields(AugmentConfig)}
         unknown = sorted(set(opts) - names)
         if unknown:
             raise DataError(f"unknown augmentation option(s) {unknown}; known: {sorted(names)}")
         cfg = dataclasses.replace(cfg, **opts)
+        if defaults:
+            _log_strength(cfg, info, opts)
     else:
         raise DataError(f"augment must be None, True/False, 'default', 'none', an option string such as "
                         f"'hflip,translate=0.1', a dict or an AugmentConfig. Received: augment={augment!r}")
