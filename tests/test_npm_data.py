@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import npm_data  # noqa: E402
-
 unit = pytest.mark.unit
+
+
+@pytest.fixture
+def npm_data(monkeypatch):
+    """benchmarks/npm_data.py, with benchmarks/ on sys.path only for the test (its names are generic)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    yield importlib.import_module("npm_data")
+    for name in ("npm_data", "mnist5k"):
+        sys.modules.pop(name, None)
 
 
 def _tgz(path: Path, files: dict[str, bytes]) -> Path:
@@ -34,7 +41,7 @@ def _idx(array: np.ndarray) -> bytes:
 
 
 @unit
-def test_fashion_archive_gives_a_seeded_class_balanced_split(tmp_path, monkeypatch):
+def test_fashion_archive_gives_a_seeded_class_balanced_split(tmp_path, npm_data):
     rng = np.random.default_rng(0)
     files = {}
     for label in range(10):
@@ -56,7 +63,7 @@ def test_fashion_archive_gives_a_seeded_class_balanced_split(tmp_path, monkeypat
 
 
 @unit
-def test_mnist_archive_keeps_its_own_split(tmp_path):
+def test_mnist_archive_keeps_its_own_split(tmp_path, npm_data):
     rng = np.random.default_rng(1)
     xt, yt = rng.integers(0, 256, (30, 28, 28)), np.arange(30) % 10
     xs, ys = rng.integers(0, 256, (7, 28, 28)), np.arange(7) % 10
