@@ -1,7 +1,7 @@
 """``cnnkeras search`` under faults and in parallel: kill -9 then --resume continues the same study, Ctrl-C stops
 after the current trial, and two processes on 127.0.0.1 share one study (each trains its own trials): in one SQLite
 file, and in a PostgreSQL server the test starts on 127.0.0.1 (skipped, with the reason, where PostgreSQL's server
-programs or psycopg2 are not installed)."""
+programs or a driver (psycopg) are not installed)."""
 
 from __future__ import annotations
 
@@ -167,3 +167,24 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
 
 def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url):
     _two_processes_share_one_study(postgres_url, tmp_path)
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from cnnkeras.search.study import open_storage
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+storage = open_storage(sys.argv[1])
+print("opened", storage.get_all_studies())
+"""
+
+
+def test_machines_starting_together_on_a_fresh_database_all_open_it(postgres_url):
+    """Each machine of a shared search creates Optuna's tables at its start; on a fresh PostgreSQL database those
+    creations race (a unique-key violation on the catalog type ``studydirection`` failed one worker in CI)."""
+    start = time.time() + 8  # all processes past their imports, then released at the same instant
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, postgres_url, str(start)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(6)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, text in zip(procs, outputs):
+        assert p.returncode == 0 and "opened []" in text, text[-2000:]

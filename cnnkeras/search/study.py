@@ -21,6 +21,7 @@ from cnnkeras.search.config import SearchConfig, SearchError
 log = logging.getLogger(__name__)
 STUDY_FILE = "study.db"
 HEARTBEAT_S, GRACE_S = 30, 120
+SCHEMA_TRIES = 6  # creations of the storage's tables raced by other processes
 MIN_RUNG_STEPS = 300  # optimizer steps before the pruner first judges a candidate
 
 
@@ -35,7 +36,6 @@ def open_storage(url: str) -> Any:
     Raises:
         SearchError: The URL is malformed or its database cannot be reached.
     """
-    import optuna
     import sqlalchemy.exc
 
     quiet_optuna()
@@ -43,14 +43,41 @@ def open_storage(url: str) -> Any:
     if url.startswith("sqlite"):
         kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}}  # several processes wait for the file lock
     try:
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)  # a stale trial's candidate again
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          heartbeat_stale_trial_callback=retry, **kwargs)
+        return _create_storage(url, kwargs)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError, ValueError) as exc:
         driver = " PostgreSQL's driver: pip install 'cnnkeras[postgres]'." if isinstance(exc, ImportError) else ""
         raise SearchError(f"--storage {url!r}: cannot open it ({str(exc).splitlines()[0][:200]}). Use a URL such as "
                           f"sqlite:////path/study.db or postgresql://user:pass@host/db (its driver installed).{driver}"
                           ) from None
+
+
+def _create_storage(url: str, kwargs: dict[str, Any]) -> Any:
+    """``RDBStorage``, tried again when another process created the same tables at the same moment.
+
+    Machines that start together on a fresh database all run Optuna's ``CREATE TABLE``/``CREATE TYPE``; PostgreSQL
+    then fails all but one with a unique-key violation on its catalog (``pg_type_typname_nsp_index``) or "already
+    exists". Tables created by the winner are found on the next try, so a few tries with jitter settle it.
+    """
+    import random
+    import time
+
+    import optuna
+    import sqlalchemy.exc
+
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)  # a stale trial's candidate again
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              heartbeat_stale_trial_callback=retry, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt == SCHEMA_TRIES - 1:
+                raise SearchError(f"--storage {url!r}: could not create Optuna's tables "
+                                  f"({str(exc).splitlines()[0][:200]}). Check that the database user may create tables; if "
+                                  "other machines were starting at the same moment, start one search first, then "
+                                  "the others.") from None
+            log.info("storage tables were being created by another process; trying again")
+            time.sleep(0.2 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def quiet_optuna() -> None:
