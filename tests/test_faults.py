@@ -286,31 +286,7 @@ def test_a_run_missing_its_model_is_finished_by_resume(run_copy, capsys):
     assert training.load_run_model(run_copy) is not None
 
 
-# -- 6. disk full and read-only output ------------------------------------------------------------------
-
-def _mount_tmpfs(where: Path, size: str) -> None:
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a small tmpfs is mounted to fill a disk: needs root and mount(8) (not available here)")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): the disk-full cases need one")
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    mounts = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"mnt{len(mounts)}"
-        _mount_tmpfs(where, size)
-        mounts.append(where)
-        return where
-
-    yield mount
-    for where in mounts:
-        subprocess.run(["umount", "-l", str(where)], check=False)
+# -- 6. disk full and read-only output (the ``tmpfs`` fixture is in conftest.py) ---------------------------------
 
 
 def test_disk_full_during_training_is_a_clear_error(tmpfs, capsys):

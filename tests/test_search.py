@@ -326,3 +326,64 @@ def test_the_pruner_first_judges_after_300_steps_and_rejections_are_tpe_constrai
     assert violation({"fits": True}) < 0
     assert violation({"fits": False, "over": {"latency": 2.5, "ram": 0.1}}) == 2.5
     assert violation({"fits": False, "reasons": ["does not run in TFLM"]}) == 1.0
+
+
+def _storage_full(*_: object) -> None:
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception("database or disk is full"))
+    except sqlalchemy.exc.OperationalError as exc:
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+
+
+def _disk_full(ctx: object) -> None:
+    from cnnkeras.search.trial import _write_failure_recorded
+    from cnnkeras.training.errors import RunWriteError
+
+    with _write_failure_recorded(ctx):
+        raise RunWriteError("cannot write the run in trials/trial_0001: the disk is full (history.csv). Free some "
+                            "space or choose another --out. No epoch had finished.")
+
+
+@unit
+@pytest.mark.parametrize("failure, words", [(_disk_full, "the disk is full"),
+                                            (_storage_full, "the study's database failed")])
+def test_a_full_disk_or_failed_database_stops_the_search_keeping_finished_trials(tmp_path, monkeypatch, failure,
+                                                                                  words):
+    """Optuna would fail every later trial the same way (or stop with its own AssertionError): the loop stops with
+    what is lost, what is kept, and the resume command; the lost candidate is queued again."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from cnnkeras.search import runner
+    from cnnkeras.search import trial as trial_mod
+    from cnnkeras.search.study import open_storage, open_study
+
+    config = SearchConfig(data="digits", board="nucleo-l4r5zi")
+    study = open_study(config, open_storage(f"sqlite:///{tmp_path}/s.db"), 4, create=True)
+    space = Space.for_data((8, 8, 1), ["lean_cnn"])
+    ctx = trial_mod.Context(source="digits", out=tmp_path, space=space, measurements=None, max_epochs=4, seed=0)
+
+    def objective(trial, ctx):
+        c = space.suggest(trial)
+        trial.set_user_attr("candidate", c.to_dict())
+        if trial.number == 0:
+            for key, value in {"epochs": 4, "train_seconds": 1.0, "float_val_accuracy": 0.9}.items():
+                trial.set_user_attr(key, value)
+            return 0.9
+        (tmp_path / "trials").mkdir(exist_ok=True)
+        trial.set_user_attr("run_dir", str(tmp_path / "trials" / "half"))
+        failure(ctx)
+
+    monkeypatch.setattr(trial_mod, "objective", objective)
+    with pytest.raises(SearchError) as err:
+        runner._loop(study, ctx, 5, time.monotonic())
+    text = str(err.value)
+    assert words in text and f"cnnkeras search --out {tmp_path} --resume" in text and "1 trained trial" in text
+    assert "Free some space or choose another --out" not in text  # the trial run's own advice is not repeated
+    assert [t.value for t in study.trials if t.state == TrialState.COMPLETE] == [0.9]
+    if failure is _disk_full:  # the trial was recorded as failed: its candidate waits for --resume
+        assert [t.state for t in study.trials][-1] == TrialState.WAITING

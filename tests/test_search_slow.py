@@ -1,7 +1,7 @@
 """``cnnkeras search`` under faults and in parallel: kill -9 then --resume continues the same study, Ctrl-C stops
-after the current trial, and two processes on 127.0.0.1 share one study (each trains its own trials): in one SQLite
+after the current trial, a disk that fills mid-search stops it keeping every finished trial, and two processes on 127.0.0.1 share one study (each trains its own trials): in one SQLite
 file, and in a PostgreSQL server the test starts on 127.0.0.1 (skipped, with the reason, where PostgreSQL's server
-programs or a driver (psycopg) are not installed)."""
+programs or a driver (psycopg) are not installed), also when they create its tables at the same instant."""
 
 from __future__ import annotations
 
@@ -188,3 +188,59 @@ def test_machines_starting_together_on_a_fresh_database_all_open_it(postgres_url
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, text in zip(procs, outputs):
         assert p.returncode == 0 and "opened []" in text, text[-2000:]
+
+
+def _complete_trials(db: Path) -> int:
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # tables not created yet, or locked for a moment
+        return 0
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_stops_the_search_and_keeps_every_finished_trial(tmpfs, tmp_path):
+    """The disk fills after a trial has finished: the search stops with a clear error (exit 2, no traceback, the
+    resume command), the finished trial stays in the study with its run; after space is freed, --resume goes on."""
+    import optuna
+
+    out = tmpfs("256m") / "search"
+    log = tmp_path / "search.log"
+    proc = _start(_cli("--trials", "4", "--max-epochs", "3", "--out", str(out), "--seed", "0"), log)
+    deadline = time.monotonic() + 900
+    while _complete_trials(out / "study.db") < 1:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no trial finished in 15 minutes"
+        time.sleep(1)
+    filler = _fill(out.parent)
+    assert proc.wait(timeout=600) == 2, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "Traceback" not in text and "internal error" not in text
+    assert "full" in text and f"cnnkeras search --out {out} --resume" in text
+    url = f"sqlite:///{out}/study.db"
+    before = {t.number: t.value for t in optuna.load_study(study_name="cnnkeras-search", storage=url).trials
+              if t.state.name == "COMPLETE"}
+    assert before  # the trial that finished before the disk filled is kept
+    filler.unlink()
+    resumed = subprocess.run(_cli("--out", str(out), "--resume"), cwd=ROOT, capture_output=True, text=True,
+                             timeout=1200)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = optuna.load_study(study_name="cnnkeras-search", storage=url).trials
+    assert {t.number: t.value for t in after if t.number in before} == before  # nothing finished was lost
+    assert sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in after) >= 2
+    assert (out / "leaderboard.csv").is_file()

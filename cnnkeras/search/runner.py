@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
 import signal
 import statistics
 import threading
@@ -42,7 +43,8 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
 
     Raises:
         SearchError: Bad options, an impossible target ("no candidate fits 16 KB of RAM: ..."), a folder that holds
-            another search, or no candidate finished in the time given.
+            another search, no candidate finished in the time given, or a trial could not write (disk full,
+            read-only) or the study's database failed: finished trials are kept and the message says how to resume.
         KeyboardInterrupt: Ctrl-C: the search stopped after the current trial (the message says how to resume).
     """
     start = time.monotonic()
@@ -230,15 +232,65 @@ def _loop(study: Any, ctx: Any, trials: int | None, start: float) -> int | None:
                             "for this target; finishing with what was trained", idle)
                 break
             ran: list = []  # the trial this call ran (study.trials[-1] may be a queued start point)
-            study.optimize(lambda t: objective(t, ctx), n_trials=1, catch=(UserError,), gc_after_trial=True,
-                           callbacks=[lambda _, trial: ran.append(trial)])
+            try:
+                study.optimize(lambda t: objective(t, ctx), n_trials=1, catch=(UserError,), gc_after_trial=True,
+                               callbacks=[lambda _, trial: ran.append(trial)])
+            except Exception as exc:  # noqa: BLE001 - re-raised unless the study's database failed (disk full, gone)
+                failure = _storage_failure(exc)
+                if failure is None:
+                    raise
+                raise _stopped(study, ctx, ctx.write_error or failure, ran) from None
             _clear_session()
+            if ctx.write_error is not None:
+                raise _stopped(study, ctx, ctx.write_error, ran)
             last = ran[-1] if ran else study.trials[-1]
             idle = idle + 1 if kind_of(last) in ("rejected", "duplicate") else 0
             log.info(progress_line(study, last, trials, start, ctx.deadline))
             if flag["stop"]:
                 return last.number
     return None
+
+
+def _storage_failure(exc: BaseException) -> BaseException | None:
+    """The database error behind ``exc``, if any: a full disk under SQLite or a lost PostgreSQL server surfaces as
+    SQLAlchemy's ``OperationalError``, wrapped in Optuna's ``StorageInternalError``, sometimes followed by an
+    ``AssertionError`` Optuna raises while it fails to record the trial's end."""
+    import optuna
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sqlalchemy.exc.OperationalError):
+            return exc
+        if isinstance(exc, optuna.exceptions.StorageInternalError):
+            return exc.__cause__ or exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _stopped(study: Any, ctx: Any, exc: BaseException, ran: list) -> SearchError:
+    """The error that ends a search whose trial could not write (disk full, read-only) or whose study database
+    failed: what is lost, what is kept, how to continue. The lost trial's candidate is queued again for --resume."""
+    import re
+
+    import sqlalchemy.exc
+
+    from cnnkeras.search.study import counts
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = re.split(r" (?:Free some space|Make it writable)", text)[0][:600]  # not the trial run's own advice
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        reason = f"the study's database failed ({reason})"
+    kept = ""
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+        kept = f" {counts(study)['trained']} trained trial(s) are saved in the study."
+        if ran and ran[-1].state.name == "FAIL":
+            study.enqueue_trial(ran[-1].params, skip_if_exists=False)  # --resume trains it again
+            shutil.rmtree(ran[-1].user_attrs.get("run_dir", ""), ignore_errors=True)  # its half-written run
+    fix = "free some space, then" if "full" in reason or "quota" in reason else "once that is fixed,"
+    return SearchError(f"{reason} The search stopped: the trial in progress is lost.{kept} To continue, {fix} run: "
+                       f"cnnkeras search --out {ctx.out} --resume")
 
 
 def _left(study: Any, ctx: Any) -> float:

@@ -38,6 +38,7 @@ class Context:
         deadline: ``time.monotonic()`` after which a running trial stops (``None``: no time budget).
         val_cache: ``(image_size, channels) -> (x_train, x_val, y_val)`` for the int8 score.
         verbose: Show the training runs' own log lines.
+        write_error: The write failure (disk full, read-only) that ended the last trial; it ends the search too.
     """
 
     source: str
@@ -49,6 +50,7 @@ class Context:
     deadline: float | None = None
     val_cache: dict = field(default_factory=dict)
     verbose: bool = False
+    write_error: BaseException | None = None
 
 
 def _pruning_callback(trial: Any, deadline: float | None) -> Any:
@@ -150,6 +152,19 @@ def _duplicate(trial: Any, c: Candidate) -> Any:
     return None
 
 
+@contextlib.contextmanager
+def _write_failure_recorded(ctx: Context) -> Iterator[None]:
+    """Keep a write failure (disk full, read-only) on ``ctx``: Optuna catches it as a failed trial, but every later
+    trial would fail the same way, so the search loop stops on it instead of going on."""
+    from cnnkeras.common.write_errors import OutputError
+
+    try:
+        yield
+    except OutputError as exc:
+        ctx.write_error = exc
+        raise
+
+
 def objective(trial: Any, ctx: Context) -> float:
     """The Optuna objective: int8 validation accuracy of the candidate this trial draws.
 
@@ -181,7 +196,7 @@ def objective(trial: Any, ctx: Context) -> float:
     trial.set_user_attr("run_dir", str(run_dir))
     cb = _pruning_callback(trial, ctx.deadline)
     start = time.monotonic()
-    with quiet(ctx.verbose):
+    with _write_failure_recorded(ctx), quiet(ctx.verbose):
         training.train(train_config(ctx, c, run_dir), callbacks=[cb])
     trial.set_user_attr("epochs", cb.epochs)
     trial.set_user_attr("float_val_accuracy", cb.last_value)
@@ -191,7 +206,7 @@ def objective(trial: Any, ctx: Context) -> float:
     if cb.out_of_time and cb.epochs < ctx.max_epochs:
         trial.set_user_attr("stopped", f"time budget reached after {cb.epochs} of {ctx.max_epochs} epochs")
         raise optuna.TrialPruned("stopped by the time budget")
-    with quiet(ctx.verbose):
+    with _write_failure_recorded(ctx), quiet(ctx.verbose):
         acc = int8_val_accuracy(run_dir, ctx, c)
     trial.set_user_attr("train_seconds", round(time.monotonic() - start, 1))
     return acc

@@ -29,7 +29,7 @@ from cnnkeras.common.fileio import check_free_space, recover_swap, swap_in
 from cnnkeras.common.safe_load import read_json
 from cnnkeras.common.write_errors import OutputError, write_error_types, write_problem
 from cnnkeras.errors import UserError
-from cnnkeras.training.errors import TrainingError
+from cnnkeras.training.errors import RunWriteError
 from cnnkeras.training.run import names
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class RunGuard:
         try:
             self.stack.enter_context(locks.hold(folder, "train", what=f"run directory {folder}", advice=_ADVICE))
         except OutputError as exc:
-            raise TrainingError(f"cannot create the run directory {folder}: {getattr(exc, 'reason', exc)} (in "
+            raise RunWriteError(f"cannot create the run directory {folder}: {getattr(exc, 'reason', exc)} (in "
                                 f"{folder.parent}). Choose a writable --out.") from None
         recover_swap(folder)  # killed between the two renames of a swap (kernels without RENAME_EXCHANGE)
         locks.remove_stale_temps(folder.parent, folder.name)  # a replacement built aside, then killed
@@ -191,11 +191,11 @@ def _concerns(exc: BaseException, dirs: list[Path]) -> bool:
     return any(str(d) in text for d in dirs for text in texts if text)
 
 
-def _write_error(guard: RunGuard, exc: BaseException) -> TrainingError | None:
+def _write_error(guard: RunGuard, exc: BaseException) -> RunWriteError | None:
     """A failed write in the run as a user error that says what is intact (``None``: not a write failure)."""
     if isinstance(exc, OutputError):  # an atomic write already named the file and the cause
         intact = guard.outcome()
-        return TrainingError(f"{exc} {intact[0].upper()}{intact[1:]}")
+        return RunWriteError(f"{exc} {intact[0].upper()}{intact[1:]}")
     if not isinstance(exc, write_error_types()):
         return None
     why = write_problem(exc)
@@ -206,7 +206,7 @@ def _write_error(guard: RunGuard, exc: BaseException) -> TrainingError | None:
     detail = getattr(exc, "filename", None) or re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(exc).splitlines()[0])[:300]
     fix = "Free some space" if "full" in why or "quota" in why else "Make it writable"
     intact = guard.outcome()
-    return TrainingError(f"cannot write the run in {where}: {why} ({detail}). {fix} or choose another --out. "
+    return RunWriteError(f"cannot write the run in {where}: {why} ({detail}). {fix} or choose another --out. "
                          f"{intact[0].upper()}{intact[1:]}")
 
 
