@@ -73,6 +73,56 @@ def test_space_follows_the_data():
 
 
 @unit
+def test_backbones_join_the_space_from_64x64_or_when_named():
+    from cnnkeras.search.space import BACKBONE_ALPHAS
+
+    assert not set(BACKBONE_ALPHAS) & set(Space.for_data((32, 32, 3)).families)  # opt-in below 64x64
+    photos = Space.for_data((96, 96, 3))
+    assert set(BACKBONE_ALPHAS) <= set(photos.families) and photos.backbone_resolutions == ("96x96", "72x72", "48x48")
+    named = Space.for_data((40, 40, 3), ["lean_cnn", "mobilenet_v2"])
+    assert named.backbone_resolutions == ("40x40",) and named.resolutions == ("40x40", "30x30", "20x20")
+    labels = {c.arch_label() for c in named.architectures() if c.is_backbone}
+    assert labels == {f"mobilenet_v2 a{a:g} 40x40x{ch}" for a in (0.35, 0.5, 0.75, 1.0) for ch in (3, 1)}
+    assert Space.for_data((96, 96, 3), weights="imagenet").alphas("mobilenet_v3_small_minimalistic") == (1.0,)
+    with pytest.raises(SearchError, match=r"mobilenet_v2: keras.applications backbones take images of at least "
+                                          r"32x32; the data is 8x8"):
+        Space.for_data((8, 8, 1), ["lean_cnn", "mobilenet_v2"])
+
+
+@unit
+def test_every_backbone_of_the_space_builds_and_is_estimated():
+    from cnnkeras.search.space import BACKBONE_ALPHAS
+
+    budget = B.make_budget(SearchConfig(data="digits", board="nucleo-l4r5zi"))
+    space = Space.for_data((64, 64, 3), list(BACKBONE_ALPHAS))
+    smallest = {}
+    for c in space.architectures():
+        if c.image_size == (32, 32) and c.channels == 1 and c.family not in smallest:
+            smallest[c.family] = c
+    assert set(smallest) == set(BACKBONE_ALPHAS)
+    for c in smallest.values():
+        est = B.estimate(c, 5, budget)
+        model = B.build(c, 5)
+        assert model.input_shape[1:] == (32, 32, 1) and model.output_shape[-1] == 5
+        assert est["params"] == model.count_params() and est["macs"] > 0 and est["flash_bytes"] > est["params"]
+
+
+@unit
+def test_a_resumed_search_keeps_its_seed_and_weights(tmp_path):
+    from cnnkeras.search import runner
+    from cnnkeras.search.config import with_defaults
+
+    first = with_defaults(SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(tmp_path), seed=3,
+                                       weights="imagenet"))
+    runner._record(tmp_path, first)
+    _, resumed = runner._settings(SearchConfig(out=str(tmp_path), resume=True))
+    resumed = with_defaults(resumed)
+    assert (resumed.seed, resumed.weights, resumed.data) == (3, "imagenet", "digits")
+    with pytest.raises(SearchError, match="--seed 4"):
+        runner._settings(SearchConfig(out=str(tmp_path), resume=True, seed=4))
+
+
+@unit
 @pytest.mark.parametrize("shape", [(8, 8, 1), (32, 32, 3), (20, 28, 3)])
 def test_every_network_of_the_space_is_a_valid_zoo_spec(shape):
     import cnnkeras
@@ -103,8 +153,10 @@ def test_width_and_depth_change_the_network():
 def test_suggest_replays_enqueued_parameters():
     import optuna
 
-    space = Space.for_data((32, 32, 3))
-    for cand in [Candidate("ds_cnn", 0.5, 2, (24, 24), 1, True), Candidate("lean_cnn", 1.0, None, (32, 32), 3, False)]:
+    space = Space.for_data((64, 64, 3))
+    for cand in [Candidate("ds_cnn", 0.5, 2, (48, 48), 1, True), Candidate("lean_cnn", 1.0, None, (32, 32), 3, False),
+                 Candidate("mobilenet_v2", 0.35, None, (48, 48), 1, True),
+                 Candidate("mobilenet", 0.25, None, (64, 64), 3, False)]:
         assert space.suggest(optuna.trial.FixedTrial(space.params_of(cand))) == cand
         assert Candidate.from_dict(json.loads(json.dumps(cand.to_dict()))) == cand
 

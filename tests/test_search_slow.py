@@ -244,3 +244,21 @@ def test_disk_full_stops_the_search_and_keeps_every_finished_trial(tmpfs, tmp_pa
     assert {t.number: t.value for t in after if t.number in before} == before  # nothing finished was lost
     assert sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in after) >= 2
     assert (out / "leaderboard.csv").is_file()
+
+
+def test_a_backbone_winner_is_trained_exported_and_fits(tmp_path):
+    """A keras.applications backbone as a searched family, end to end: measured, trained, scored in int8, exported
+    (int8 + micro package) and tested once; its run reopens (MobileNetV3 once could not be reloaded)."""
+    out = tmp_path / "s"
+    done = subprocess.run([sys.executable, "-m", "cnnkeras", "search", "--data", "shapes:200", "--board",
+                           "nucleo-l4r5zi", "--families", "mobilenet_v3_small_minimalistic", "--trials", "1",
+                           "--max-epochs", "2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    winner = __import__("json").loads((out / "winner.json").read_text())
+    assert winner["model"].startswith("mobilenet_v3_small_minimalistic a")
+    assert [d["status"] for d in winner["devices"]] == ["pass"] and winner["micro_test_accuracy"] is not None
+    config = __import__("json").loads((out / "winner" / "config.json").read_text())
+    assert config["train"]["backbone"] == "mobilenet_v3_small_minimalistic"
+    assert (out / "winner" / "export" / "report.md").is_file()
+    assert (out / "winner" / "export" / "model_int8.tflite").is_file() and (out / "winner" / "export" / "micro").is_dir()

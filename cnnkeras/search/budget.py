@@ -115,8 +115,14 @@ def estimate(candidate: Candidate, num_classes: int, budget: Budget) -> dict[str
     import cnnkeras
     from cnnkeras.targets.preflight import estimate_fits
 
-    summary = cnnkeras.summarize(cnnkeras.get_spec(candidate.family, candidate.input_shape, num_classes,
-                                                   **candidate.model_args()))
+    if candidate.is_backbone:  # no spec to summarize: build it (under a second), then drop its graph
+        from cnnkeras._keras import keras
+
+        summary = cnnkeras.summarize(build(candidate, num_classes))
+        keras.backend.clear_session()
+    else:
+        summary = cnnkeras.summarize(cnnkeras.get_spec(candidate.family, candidate.input_shape, num_classes,
+                                                       **candidate.model_args()))
     out = _verdict(estimate_fits(summary, [budget.target])[0], budget)
     out.update(params=int(summary.total_params), macs=int(summary.total_macs), measured=False)
     return out
@@ -136,7 +142,7 @@ def measure(candidate: Candidate, num_classes: int, budget: Budget) -> dict[str,
     from cnnkeras.export.check import check_model
     from cnnkeras.targets.fit import fit_board
 
-    model = cnnkeras.create_model(candidate.family, candidate.input_shape, num_classes, **candidate.model_args())
+    model = build(candidate, num_classes)
     _like_trained(model)
     summary = cnnkeras.summarize(model)
     artifacts: dict[str, bytes] = {}
@@ -149,6 +155,23 @@ def measure(candidate: Candidate, num_classes: int, budget: Budget) -> dict[str,
                     model_bytes=len(artifacts["tflite"]) + METADATA_ALLOWANCE,
                     n_op_types=len(result["ops"]), macs=int(summary.total_macs), n_ops=len(summary.layers))
     return {**base, **_verdict(fit, budget)}
+
+
+def build(candidate: Candidate, num_classes: int) -> Any:
+    """The candidate's untrained network: a zoo model, or a backbone with random weights (its size and speed do not
+    depend on them).
+
+    Raises:
+        SpecError: The family does not take this input.
+    """
+    import cnnkeras
+
+    if candidate.is_backbone:
+        from cnnkeras.backbones import build_backbone_model
+
+        return build_backbone_model(candidate.family, candidate.input_shape, num_classes, alpha=candidate.width,
+                                    weights=None)
+    return cnnkeras.create_model(candidate.family, candidate.input_shape, num_classes, **candidate.model_args())
 
 
 def _like_trained(model: Any) -> None:

@@ -16,6 +16,7 @@ from cnnkeras.errors import UserError
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "hyperband", "none")
+WEIGHTS = ("none", "imagenet")
 DEFAULT_TRIALS = 20
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|hr|hours?|m|min|minutes?|s|sec|seconds?)?", re.IGNORECASE)
 
@@ -44,11 +45,14 @@ class SearchConfig:
             postgresql://user:pass@host/db or sqlite:////shared/study.db.
         study_name: Name of the study inside the storage.
         max_epochs: Epochs of a fully trained candidate (the top fidelity); default: the data's recipe.
-        families: Zoo families to search (default: lean_cnn simple_cnn ds_cnn mobilenet_tiny resnet8).
+        families: Zoo families and backbones to search (default: lean_cnn simple_cnn ds_cnn mobilenet_tiny resnet8,
+            and the backbones mobilenet mobilenet_v2 mobilenet_v3_small_minimalistic for data of 64x64 or more).
+        weights: Backbones' starting weights: none (random, the default: nothing to download) or imagenet (from
+            Keras' cache or the network; only the alphas with published ImageNet weights are searched).
         image_size: Base image size HxW for folder data (candidates may use smaller ones).
         sampler: tpe (Optuna's TPE, the default) or random.
         pruner: asha (successive halving, default), hyperband or none (every candidate trains fully).
-        seed: Seed of the sampler and of every training run.
+        seed: Seed of the sampler and of every training run (default 0).
         export: Export the winner (int8 + micro package + board rows) and test it on the test split.
     """
 
@@ -65,10 +69,12 @@ class SearchConfig:
     study_name: str = "cnnkeras-search"
     max_epochs: int | None = None
     families: list[str] | None = field(default=None, metadata={"cli": Flag(nargs="+", metavar="FAMILY")})
+    # weights and seed default to None, so a resumed search keeps its recorded ones; with_defaults() fills them.
+    weights: str | None = field(default=None, metadata={"cli": Flag(choices=WEIGHTS)})
     image_size: str | None = field(default=None, metadata={"cli": Flag(metavar="HxW")})
     sampler: str = field(default="tpe", metadata={"cli": Flag(choices=SAMPLERS)})
     pruner: str = field(default="asha", metadata={"cli": Flag(choices=PRUNERS)})
-    seed: int = 0
+    seed: int | None = None
     export: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,9 +83,15 @@ class SearchConfig:
 
     def settings(self) -> dict[str, Any]:
         """The options that define the study: a resumed or joined search must not change them."""
-        keep = ("data", "board", "max_latency_ms", "max_ram", "max_flash", "max_epochs", "families", "image_size",
-                "seed")
+        keep = ("data", "board", "max_latency_ms", "max_ram", "max_flash", "max_epochs", "families", "weights",
+                "image_size", "seed")
         return {k: getattr(self, k) for k in keep}
+
+
+def with_defaults(config: SearchConfig) -> SearchConfig:
+    """``config`` with the options left unset filled (once a resumed search has taken its recorded ones)."""
+    return dataclasses.replace(config, seed=0 if config.seed is None else config.seed,
+                               weights=config.weights or "none")
 
 
 def parse_kib(value: Any, what: str) -> int | None:
@@ -144,8 +156,10 @@ def validate(config: SearchConfig) -> None:
     need(config.max_epochs is None or (isinstance(config.max_epochs, int) and 1 <= config.max_epochs <= 1000),
          f"--max-epochs must be a whole number from 1 to 1000. Received: max_epochs={config.max_epochs!r}")
     need(config.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}. Received: {config.sampler!r}")
+    need(config.weights is None or config.weights in WEIGHTS, f"--weights must be one of {', '.join(WEIGHTS)}. Received: {config.weights!r}")
     need(config.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}. Received: {config.pruner!r}")
-    need(isinstance(config.seed, int) and 0 <= config.seed < 2**32,
+    need(config.seed is None or (isinstance(config.seed, int) and not isinstance(config.seed, bool)
+                                 and 0 <= config.seed < 2**32),
          f"--seed must be an integer from 0 to 4294967295. Received: seed={config.seed!r}")
     need(bool(config.study_name) and isinstance(config.study_name, str),
          f"--study-name must be a non-empty name. Received: {config.study_name!r}")

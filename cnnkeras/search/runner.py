@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from cnnkeras.search.config import DEFAULT_TRIALS, SearchConfig, SearchError, parse_duration, validate
+from cnnkeras.search.config import DEFAULT_TRIALS, SearchConfig, SearchError, parse_duration, validate, with_defaults
 from cnnkeras.search.space import Space, check_families
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     start = time.monotonic()
     config = _options(config, options)
     out, config = _settings(config)
+    config = with_defaults(config)
     validate(config)
     check_families(config.families)
     from cnnkeras.search.budget import Measurements, make_budget, preflight
@@ -58,7 +59,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     seconds = parse_duration(config.time)
     trials = config.trials or (None if seconds else DEFAULT_TRIALS)
     source, info, max_epochs, steps_per_epoch = _data(config)
-    space = Space.for_data(info.input_shape, config.families)
+    space = Space.for_data(info.input_shape, config.families, config.weights)
     measurements = Measurements(info.num_classes, budget)
     log.info("search space: %s", space.describe())
     log.info("target %s; measuring the smallest candidates in TFLite-Micro", budget.describe())

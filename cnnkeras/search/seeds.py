@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from typing import Any, Sequence
 
-from cnnkeras.search.space import Candidate, Space, default_candidate
+from cnnkeras.search.space import BACKBONE_ALPHAS, Candidate, Space, default_candidate
 
 log = logging.getLogger(__name__)
 TRIES_PER_FAMILY = 4  # measured candidates per family before it is left to the sampler
@@ -76,7 +76,8 @@ def start_points(space: Space, input_shape: Sequence[int], rows: Sequence[tuple[
     default = default_candidate(space, input_shape, augment)
     if default is not None:
         out.append(default)
-    largest = [c for c in (largest_fitting(rows, measurements, f) for f in space.families) if c is not None]
+    zoo = [f for f in space.families if f not in BACKBONE_ALPHAS]  # a backbone's largest fit is slow to train first
+    largest = [c for c in (largest_fitting(rows, measurements, f) for f in zoo) if c is not None]
     for cand in sorted(largest, key=lambda c: measurements(c)["macs"]):
         cand = dataclasses.replace(cand, augment=augment)
         if cand not in out:

@@ -135,10 +135,12 @@ def train_config(ctx: Context, c: Candidate, run_dir: Path) -> Any:
     """The ``TrainConfig`` of a candidate: the data's recipe with this model, size and augmentation."""
     from cnnkeras import training
 
+    network = ({"backbone": c.family, "alpha": c.width, "weights": ctx.space.weights} if c.is_backbone else
+               {"model": c.family, "model_args": c.model_args()})
     return training.TrainConfig(
-        data=ctx.source, model=c.family, model_args=c.model_args(), image_size=list(c.image_size),
-        channels=c.channels, augment="default" if c.augment else "none", epochs=ctx.max_epochs, seed=ctx.seed,
-        out=str(run_dir), overwrite=True, verbose=0, tensorboard=False)
+        data=ctx.source, **network, image_size=list(c.image_size), channels=c.channels,
+        augment="default" if c.augment else "none", epochs=ctx.max_epochs, seed=ctx.seed, out=str(run_dir),
+        overwrite=True, verbose=0, tensorboard=False)
 
 
 def _duplicate(trial: Any, c: Candidate) -> Any:
