@@ -35,3 +35,22 @@ def test_check_cli_zoo_model_ok(capsys):
     assert main(["check", "simple_cnn", "--input-shape", "8,8,1", "--target", "tflite-int8"]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["check", "no_such_model"]) == 2
+
+
+def test_check_measures_the_arena_of_a_model_whose_untrained_logits_are_flat():
+    """Random weights can leave the logits spanning almost no range, which TFLM refuses to prepare (an int8 Softmax
+    input scale below 2^-26; it happened to an untrained ds_cnn, depending on the random state). ``check`` measures
+    the arena anyway: it does not depend on the scales."""
+    from cnnkeras._keras import keras, layers
+    from cnnkeras.export.check import check_model
+    from cnnkeras.export.litert import tiny_softmax_inputs
+
+    i = keras.Input((8, 8, 1))
+    h = layers.Flatten()(layers.Conv2D(4, 3, name="conv")(i))
+    out = layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.Constant(1e-12),
+                       name="predictions")(h)
+    artifacts: dict = {}
+    result = check_model(keras.Model(i, out, name="flat_logits"), "tflm", artifacts=artifacts)
+    assert tiny_softmax_inputs(artifacts["tflite"])  # the case: TFLM would abort preparing this graph
+    assert result["ok"], result["issues"]
+    assert result["arena_bytes"] > 0 and result["flash_bytes"] == len(artifacts["tflite"])

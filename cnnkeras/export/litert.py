@@ -147,6 +147,9 @@ class TFLitePredictor(Predictor):
         return np.stack(rows)
 
 
+SOFTMAX_SCALE_FLOOR = 2.0 ** -25  # TFLM's PreprocessSoftmaxScaling needs input_scale x 2^26 > 1
+
+
 def tiny_softmax_inputs(data: bytes) -> str | None:
     """Why TFLM would abort (no message) preparing this graph's int8 Softmax, or ``None``.
 
@@ -165,3 +168,23 @@ def tiny_softmax_inputs(data: bytes) -> str | None:
                     "span almost no range; TFLM aborts preparing it). The model is untrained or has collapsed: train "
                     "it (longer, or with a higher learning rate) before exporting the micro format.")
     return None
+
+
+def with_softmax_scale_floor(data: bytes) -> bytes:
+    """A copy of ``data`` whose int8 Softmax input scales are raised to the least TFLM accepts.
+
+    For measuring an untrained model's arena (``check``, the search's fit measurement): its random weights may give
+    logits that span almost no range, which TFLM refuses (see :func:`tiny_softmax_inputs`), although the arena does
+    not depend on any scale. The copy's outputs mean nothing; never ship or run it for results.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "SOFTMAX":
+                continue
+            quant = graph.tensors[op.inputs[0]].quantization
+            if quant is not None and quant.scale is not None and len(quant.scale):
+                quant.scale = [max(float(s), SOFTMAX_SCALE_FLOOR) for s in quant.scale]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
