@@ -17,6 +17,8 @@ from cnnkeras.errors import UserError
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("asha", "hyperband", "none")
 WEIGHTS = ("none", "imagenet")
+MAX_TRIALS = 100_000  # a bound that no real search reaches; 10^30 trials would never end
+MAX_SECONDS = 30 * 86400
 DEFAULT_TRIALS = 20
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|hr|hours?|m|min|minutes?|s|sec|seconds?)?", re.IGNORECASE)
 
@@ -129,8 +131,9 @@ def parse_duration(value: Any) -> float | None:
         raise SearchError(f"--time must be a duration such as 1h, 30m, 90s or 1h30m. Received: {value!r}")
     scale = {"h": 3600, "m": 60, "s": 1}
     seconds = sum(float(n) * scale[(u or "s")[0].lower()] for n, u in parts)
-    if seconds <= 0:
-        raise SearchError(f"--time must be more than 0 seconds. Received: {value!r}")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise SearchError(f"--time must be more than 0 seconds and at most {MAX_SECONDS // 86400} days. "
+                          f"Received: {value!r}")
     return seconds
 
 
@@ -148,8 +151,8 @@ def validate(config: SearchConfig) -> None:
     need(bool(config.board), "--board is required: a name from `cnnkeras boards`, an inline board such as "
                              "cortex-m4@80MHz,ram=256K,flash=1M, or a YAML file.")
     need(config.trials is None or (isinstance(config.trials, int) and not isinstance(config.trials, bool)
-                                   and config.trials >= 1),
-         f"--trials must be a whole number >= 1. Received: trials={config.trials!r}")
+                                   and 1 <= config.trials <= MAX_TRIALS),
+         f"--trials must be a whole number from 1 to {MAX_TRIALS:,}. Received: trials={config.trials!r}")
     lat = config.max_latency_ms
     need(lat is None or (isinstance(lat, (int, float)) and not isinstance(lat, bool) and 0 < lat < float("inf")),
          f"--max-latency-ms must be a number of milliseconds > 0. Received: max_latency_ms={lat!r}")

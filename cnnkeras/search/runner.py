@@ -117,6 +117,8 @@ def _settings(config: SearchConfig) -> tuple[Path, SearchConfig]:
     if config.resume and not config.out:
         raise SearchError("--resume needs --out: the folder of the search to continue.")
     out = Path(config.out or f"saved_models/search_{_slug(config.data or 'data')}")
+    if out.exists() and not out.is_dir():
+        raise SearchError(f"--out {out} is a file, not a folder. Choose a folder for the search (it is created).")
     path = out / SETTINGS_FILE
     if not path.is_file():
         if config.resume:
@@ -182,7 +184,7 @@ def _study(config: SearchConfig, out: Path, fidelity: tuple[int, int], space: Sp
     from cnnkeras.training.config import AUGMENT_MIN_EPOCHS
 
     max_epochs, steps_per_epoch = fidelity
-    storage = open_storage(storage_url(config, out))
+    storage = open_storage(storage_url(config, out), given=bool(config.storage))
     study = open_study(config, storage, max_epochs, create=True, steps_per_epoch=steps_per_epoch)
     recover_stale(study)
     if not study.get_trials(deepcopy=False) and config.sampler != "random":  # random stays a pure baseline
@@ -262,7 +264,7 @@ def _storage_failure(exc: BaseException) -> BaseException | None:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, sqlalchemy.exc.OperationalError):
+        if isinstance(exc, sqlalchemy.exc.DatabaseError):  # OperationalError (full, gone), a damaged file
             return exc
         if isinstance(exc, optuna.exceptions.StorageInternalError):
             return exc.__cause__ or exc
@@ -281,7 +283,7 @@ def _stopped(study: Any, ctx: Any, exc: BaseException, ran: list) -> SearchError
 
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     reason = re.split(r" (?:Free some space|Make it writable)", text)[0][:600]  # not the trial run's own advice
-    if isinstance(exc, sqlalchemy.exc.OperationalError):
+    if isinstance(exc, sqlalchemy.exc.DatabaseError):
         reason = f"the study's database failed ({reason})"
     kept = ""
     with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):

@@ -30,11 +30,15 @@ def storage_url(config: SearchConfig, out: Path) -> str:
     return config.storage or f"sqlite:///{(out / STUDY_FILE).resolve()}"
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, given: bool = True) -> Any:
     """An Optuna RDB storage with heartbeats (a dead worker's trial is failed after ``GRACE_S``).
 
+    Args:
+        url: The storage URL.
+        given: The user passed it (``--storage``); else it is the search folder's own ``study.db``.
+
     Raises:
-        SearchError: The URL is malformed or its database cannot be reached.
+        SearchError: The URL is malformed, its database cannot be reached, or it is not a database.
     """
     import sqlalchemy.exc
 
@@ -44,11 +48,14 @@ def open_storage(url: str) -> Any:
         kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}}  # several processes wait for the file lock
     try:
         return _create_storage(url, kwargs)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError, ValueError) as exc:
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DatabaseError, ImportError, ValueError) as exc:
+        why = str(exc).splitlines()[0][:200]
+        if not given:
+            raise SearchError(f"the search's study database {url.split(':///', 1)[-1]} cannot be opened ({why}): it "
+                              "is damaged or not a study. Start a new search in another --out.") from None
         driver = " PostgreSQL's driver: pip install 'cnnkeras[postgres]'." if isinstance(exc, ImportError) else ""
-        raise SearchError(f"--storage {url!r}: cannot open it ({str(exc).splitlines()[0][:200]}). Use a URL such as "
-                          f"sqlite:////path/study.db or postgresql://user:pass@host/db (its driver installed).{driver}"
-                          ) from None
+        raise SearchError(f"--storage {url!r}: cannot open it ({why}). Use a URL such as sqlite:////path/study.db or "
+                          f"postgresql://user:pass@host/db (its driver installed).{driver}") from None
 
 
 def _create_storage(url: str, kwargs: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Option cases: out-of-range numbers on every subcommand (seed, sizes, fractions, counts, rates)."""
+"""Option cases: out-of-range numbers on every subcommand (seed, sizes, fractions, counts, rates), and search's
+budgets, boards, families and study stores."""
 
 from __future__ import annotations
 
@@ -56,6 +57,32 @@ EXPORT = {
     "keep_float=unknown_layer": ["--formats", "tflite_int8", "--keep-float", "no_such_layer"],
     "formats=unknown": ["--formats", "tflite_int4"], "run_dir=missing": None,
 }
+SEARCH = {
+    "trials=0": ["--trials", "0"], "trials=-1": ["--trials", "-1"], "trials=1e30": ["--trials", BIG],
+    "trials=abc": ["--trials", "abc"], "time=0": ["--time", "0"], "time=-5m": ["--time", "-5m"],
+    "time=abc": ["--time", "abc"], "time=1e30": ["--time", BIG], "time=1h30": ["--time", "1h30"],
+    "max_latency_ms=0": ["--max-latency-ms", "0"], "max_latency_ms=-1": ["--max-latency-ms", "-1"],
+    "max_latency_ms=nan": ["--max-latency-ms", "nan"], "max_latency_ms=inf": ["--max-latency-ms", "inf"],
+    "max_latency_ms=1e-30": ["--max-latency-ms", "1e-30"],
+    "max_ram=0": ["--max-ram", "0"], "max_ram=-5": ["--max-ram", "-5"], "max_ram=abc": ["--max-ram", "abc"],
+    "max_ram=1": ["--max-ram", "1"], "max_ram=nan": ["--max-ram", "nan"], "max_flash=0.001": ["--max-flash", "0.001"],
+    "max_flash=1e30": ["--max-flash", f"{BIG}K"], "max_epochs=0": ["--max-epochs", "0"],
+    "max_epochs=1e30": ["--max-epochs", BIG], "seed=-1": ["--seed", "-1"], "seed=2e64": ["--seed", str(2**64)],
+    "board=unknown": ["--board", "no_such_board"], "board=empty": ["--board", ""],
+    "board=inline_0MHz": ["--board", "cortex-m4@0MHz,ram=256K,flash=1M"],
+    "board=inline_bad_ram": ["--board", "cortex-m4@80MHz,ram=-1K,flash=1M"],
+    "board=yaml_missing": ["--board", "/nonexistent/board.yaml"],
+    "families=unknown": ["--families", "no_such_family"], "families=backbone_on_8x8": ["--families", "mobilenet_v2"],
+    "weights=bogus": ["--weights", "bogus"], "sampler=bogus": ["--sampler", "bogus"],
+    "pruner=bogus": ["--pruner", "bogus"], "storage=bad_scheme": ["--storage", "foo://x"],
+    "storage=no_server": ["--storage", "postgresql://user@127.0.0.1:1/db"],
+    "storage=sqlite_missing_dir": ["--storage", "sqlite:////nonexistent/dir/study.db"],
+    "storage=garbage": ["--storage", "::::"], "study_name=empty": ["--study-name", ""],
+    "image_size=abc": ["--image-size", "abc"], "image_size=0x0": ["--image-size", "0x0"],
+    "data=unknown": ["--data", "imagenet"], "data=empty": ["--data", ""],
+    "out=existing_file": None, "resume=missing": None, "resume=no_out": None, "study_db=garbage": None,
+    "search_json=garbage": None,
+}
 OTHER = {
     "check/num_classes=0": ["check", "simple_cnn", "--num-classes", "0"],
     "check/num_classes=-1": ["check", "simple_cnn", "--num-classes", "-1"],
@@ -100,6 +127,31 @@ def _special(name: str, d, fx) -> list:
     raise KeyError(name)
 
 
+def _search_base(d, fx) -> list:
+    return ["search", "--data", f"npz:{fx['npz']}", "--board", "nucleo-l4r5zi", "--trials", "1", "--max-epochs", "1",
+            "--no-export", "--out", str(d / "s")]
+
+
+def _search_special(name: str, d, fx) -> list:
+    base = _search_base(d, fx)
+    if name == "out=existing_file":
+        (d / "f").write_text("x")
+        return [*base, "--out", str(d / "f")]
+    if name == "resume=missing":
+        return ["search", "--out", str(d / "nope"), "--resume"]
+    if name == "resume=no_out":
+        return ["search", "--resume"]
+    (d / "s").mkdir()
+    if name == "study_db=garbage":  # a search folder whose study database is not SQLite
+        (d / "s" / "search.json").write_text('{"settings": {"data": "npz:%s", "board": "nucleo-l4r5zi"}}' % fx["npz"])
+        (d / "s" / "study.db").write_bytes(b"not a database" * 100)
+        return ["search", "--out", str(d / "s"), "--resume", "--trials", "1", "--max-epochs", "1", "--no-export"]
+    if name == "search_json=garbage":
+        (d / "s" / "search.json").write_bytes(b"\xff\xfe{{{")
+        return ["search", "--out", str(d / "s"), "--resume"]
+    raise KeyError(name)
+
+
 def _export_copy(d, fx) -> str:
     import shutil
 
@@ -110,11 +162,11 @@ def _export_copy(d, fx) -> str:
 # Legitimate requests among them: capped with a note, or valid (exit 0 is the right answer).
 ACCEPT = {"options/train/top_k=1e30": (0, 2), "options/predict/top_k=1e30": (0, 2),
           "options/augment_preview/out=directory": (0, 2), "options/export/latency_runs=1_keras_micro": (0,),
-          "options/export/qat_epochs=0": (0, 2)}
+          "options/export/qat_epochs=0": (0, 2), "options/search/max_flash=1e30": (0, 2)}
 
 
 def option_cases() -> list[Case]:
-    """train, augment-preview, export, check, summary, predict and analyze with out-of-range options."""
+    """train, augment-preview, export, search, check, summary, predict and analyze with out-of-range options."""
     out = []
     for name, extra in TRAIN.items():
         make = (lambda d, fx, e=extra: ["train", "--data", f"npz:{fx['npz']}", *TRAIN_FAST, "--out", str(d / "run"),
@@ -130,6 +182,10 @@ def option_cases() -> list[Case]:
             if extra is not None else (lambda d, fx, n=name: _special(n, d, fx))
         out.append(Case(f"options/export/{name}", "options", make, timeout=120,
                         slow=name.startswith(("qat", "prune", "cluster", "calibration", "keep_float"))))
+    for name, extra in SEARCH.items():
+        make = (lambda d, fx, e=extra: [*_search_base(d, fx), *e]) if extra is not None \
+            else (lambda d, fx, n=name: _search_special(n, d, fx))
+        out.append(Case(f"options/search/{name}", "options", make, timeout=150))
     for name, argv in OTHER.items():
         make = (lambda d, fx, a=argv: list(a)) if argv is not None else (lambda d, fx, n=name: _special(n, d, fx))
         out.append(Case(f"options/{name}", "options", make))
