@@ -45,7 +45,7 @@ def _panel(ax: Any, table: list[dict], key: str, scale: float, unit: str, limit:
                    edgecolor="black", zorder=4, label=f"chosen: trial {winner} ({best[0]['model']})")
     ax.set_ylabel("int8 validation accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # covers no point
 
 
 def draw(path: Path, table: list[dict], *, max_latency_ms: float | None, ram_bytes: int, board: str,
