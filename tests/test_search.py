@@ -185,6 +185,15 @@ def test_impossible_ram_is_refused_before_any_work_naming_the_smallest(monkeypat
         B.preflight(space, 10, budget, B.Measurements(10, budget))
     needed = float(str(err.value).split("the smallest needs ")[1].split(" KB")[0])
     assert needed > 8
+    assert "--image-size" not in str(err.value)  # 8x8 is already the smallest size the space tries
+
+
+@unit
+def test_impossible_latency_on_large_images_suggests_smaller_ones(monkeypatch):
+    _estimates_only(monkeypatch)
+    budget = B.make_budget(SearchConfig(data="digits", board="cortex-m0plus@1MHz,ram=1M,flash=4M", max_latency_ms=1))
+    with pytest.raises(SearchError, match=r"or a smaller --image-size \(the smallest size searched was 48x48\)"):
+        B.preflight(Space.for_data((96, 96, 1), ["lean_cnn"]), 10, budget, B.Measurements(10, budget))
 
 
 @unit

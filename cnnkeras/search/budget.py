@@ -242,7 +242,7 @@ def preflight(space: Space, num_classes: int, budget: Budget, measurements: Meas
     if lat is not None and fastest[1]["latency_ms"] > lat:
         raise SearchError(f"no candidate runs within {lat:g} ms on {budget.board.name}: the fastest "
                           f"({fastest[0].arch_label()}) needs ~{fastest[1]['latency_ms']:.3g} ms (estimate). Raise "
-                          "--max-latency-ms, choose a faster board, or lower --image-size.")
+                          f"--max-latency-ms or choose a faster board{_smaller_images(fastest[0])}.")
     picks = {id(r[0]): r[0] for key in ("ram_bytes", "flash_bytes") for r in sorted(rows, key=lambda r: r[1][key])[:3]}
     measured = [(c, measurements(c)) for c in picks.values()]
     if not any(m["fits"] for _, m in measured):
@@ -278,6 +278,16 @@ def _estimates(space: Space, budget: Budget, estimator: Any) -> tuple[list, tupl
     return rows, fastest
 
 
+def _smaller_images(cand: Candidate) -> str:
+    """The ``--image-size`` advice, only where smaller images than the space's smallest are possible."""
+    from cnnkeras.search.space import MIN_SIDE
+
+    h, w = cand.image_size
+    if min(h, w) <= MIN_SIDE:
+        return ""
+    return f", or a smaller --image-size (the smallest size searched was {h}x{w})"
+
+
 def _raise_nothing_fits(measured: list, budget: Budget) -> None:
     ok = [(c, m) for c, m in measured if "ram_bytes" in m]
     if not ok:
@@ -287,8 +297,8 @@ def _raise_nothing_fits(measured: list, budget: Budget) -> None:
     if m["ram_bytes"] > target.sram_bytes:
         raise SearchError(f"no candidate fits {kib(target.sram_bytes)} of RAM on {budget.board.name}: the smallest "
                           f"needs {kib(m['ram_bytes'])} ({cand.arch_label()}: arena {kib(m['arena_bytes'])} measured + "
-                          f"runtime ~{kib(m['ram_bytes'] - m['arena_bytes'])}). Raise --max-ram, choose a board "
-                          "with more RAM, or lower --image-size.")
+                          f"runtime ~{kib(m['ram_bytes'] - m['arena_bytes'])}). Raise --max-ram or choose a board "
+                          f"with more RAM{_smaller_images(cand)}.")
     cand, m = min(ok, key=lambda r: r[1]["flash_bytes"])
     raise SearchError(f"no candidate fits {kib(target.flash_bytes)} of flash on {budget.board.name}: the smallest "
                       f"needs {kib(m['flash_bytes'])} ({cand.arch_label()}: model {kib(m['model_bytes'])} + TFLM code "
