@@ -56,6 +56,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     from cnnkeras.search.budget import Measurements, make_budget, preflight
 
     budget = make_budget(config)
+    storage = _early_storage(config, out)
     seconds = parse_duration(config.time)
     trials = config.trials or (None if seconds else DEFAULT_TRIALS)
     source, info, max_epochs, steps_per_epoch = _data(config)
@@ -71,7 +72,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
              pre["architectures"], pre["estimated_fit"])
     _record(out, config)
     with quiet(logging.getLogger().isEnabledFor(logging.DEBUG)):
-        study = _study(config, out, (max_epochs, steps_per_epoch), space, info, pre["rows"], measurements)
+        study = _study(config, out, (max_epochs, steps_per_epoch), space, info, pre["rows"], measurements, storage)
     from cnnkeras.search.trial import Context
 
     reserve = min(0.15 * seconds, 60.0) if seconds and config.export else 0.0  # the winner's export
@@ -173,18 +174,29 @@ def _data(config: SearchConfig) -> tuple[str, Any, int, int]:
     return source, info, config.max_epochs or int(recipe["epochs"]), steps
 
 
+def _early_storage(config: SearchConfig, out: Path) -> Any:
+    """A given ``--storage``, or the folder's existing study, opened before any work (a bad URL or a damaged
+    ``study.db`` is refused at once); ``None`` for a new folder, whose ``study.db`` is created only once the target
+    is known to be feasible."""
+    from cnnkeras.search.study import STUDY_FILE, open_storage, storage_url
+
+    if not (config.storage or (out / STUDY_FILE).exists()):
+        return None
+    return open_storage(storage_url(config, out), given=bool(config.storage))
+
+
 def _study(config: SearchConfig, out: Path, fidelity: tuple[int, int], space: Space, info: Any, rows: list,
-           measurements: Any) -> Any:
+           measurements: Any, storage: Any = None) -> Any:
     """Open the study, fail the trials a killed process left running, and queue a new study's start points.
 
-    ``fidelity``: ``(max_epochs, steps_per_epoch)``.
+    ``fidelity``: ``(max_epochs, steps_per_epoch)``; ``storage``: already opened by :func:`_early_storage`.
     """
     from cnnkeras.search.seeds import start_points
     from cnnkeras.search.study import open_storage, open_study, recover_stale, storage_url
     from cnnkeras.training.config import AUGMENT_MIN_EPOCHS
 
     max_epochs, steps_per_epoch = fidelity
-    storage = open_storage(storage_url(config, out), given=bool(config.storage))
+    storage = storage or open_storage(storage_url(config, out), given=bool(config.storage))
     study = open_study(config, storage, max_epochs, create=True, steps_per_epoch=steps_per_epoch)
     recover_stale(study)
     if not study.get_trials(deepcopy=False) and config.sampler != "random":  # random stays a pure baseline
