@@ -39,7 +39,7 @@ def test_bad_budget_size_says_how_to_write_one(text):
 
 @unit
 @pytest.mark.parametrize("text, seconds", [("1h", 3600), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45),
-                                           ("2.5m", 150)])
+                                           ("2.5m", 150), ("2d", 172800), ("1d12h", 129600)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -54,7 +54,10 @@ def test_bad_duration(text):
 @unit
 @pytest.mark.parametrize("change, words", [
     ({"data": None}, "--data is required"), ({"board": None}, "--board is required"),
-    ({"trials": 0}, "--trials must be a whole number >= 1"), ({"max_latency_ms": -3.0}, "--max-latency-ms must be"),
+    ({"trials": 0}, "--trials must be a whole number from 1 to 100,000"), ({"trials": 10**30}, "from 1 to 100,000"),
+    ({"time": "31d"}, "at most 30 days"), ({"time": str(10**30)}, "at most 30 days"),
+    ({"seed": -1}, "--seed must be"), ({"weights": "imagenet21k"}, "--weights must be one of"),
+    ({"max_latency_ms": -3.0}, "--max-latency-ms must be"),
     ({"max_epochs": 0}, "--max-epochs must be"), ({"pruner": "magic"}, "--pruner must be one of"),
     ({"max_flash": "lots"}, "--max-flash must be KB"), ({"time": "forever"}, "--time must be")])
 def test_validate_names_the_option_and_the_fix(change, words):

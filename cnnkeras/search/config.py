@@ -20,7 +20,7 @@ WEIGHTS = ("none", "imagenet")
 MAX_TRIALS = 100_000  # a bound that no real search reaches; 10^30 trials would never end
 MAX_SECONDS = 30 * 86400
 DEFAULT_TRIALS = 20
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|hr|hours?|m|min|minutes?|s|sec|seconds?)?", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|days?|h|hr|hours?|m|min|minutes?|s|sec|seconds?)?", re.IGNORECASE)
 
 
 class SearchError(UserError):
@@ -40,7 +40,8 @@ class SearchConfig:
             for a bare number, or a size such as 96K, 0.5M.
         max_flash: Flash budget (model + TFLM code), tighter than the board's: KB for a bare number, or a size.
         trials: Candidates to train (rejected and duplicate candidates do not count); default 20 without --time.
-        time: Wall-clock budget for the whole search, winner export included, e.g. 1h, 30m, 90s, 1h30m.
+        time: Wall-clock budget for the whole search, winner export included, e.g. 1h, 30m, 90s, 1h30m, 2d (at most
+            30 days).
         out: Search folder (study, trials, leaderboard, pareto.png, winner); default saved_models/search_<data>.
         resume: Continue the search in --out (its settings come from its search.json).
         storage: Optuna storage URL shared by several processes or machines (default: sqlite in --out), e.g.
@@ -117,7 +118,7 @@ def parse_kib(value: Any, what: str) -> int | None:
 
 
 def parse_duration(value: Any) -> float | None:
-    """Seconds from ``1h``, ``30m``, ``90s``, ``1h30m`` or a bare number of seconds.
+    """Seconds from ``1h``, ``30m``, ``90s``, ``1h30m``, ``2d`` or a bare number of seconds.
 
     Raises:
         SearchError: Not a duration, or not positive.
@@ -128,8 +129,8 @@ def parse_duration(value: Any) -> float | None:
     parts = _DURATION.findall(text)
     unitless_part = len(parts) > 1 and any(not u for _, u in parts)  # "1h30": 30 what?
     if not text or unitless_part or "".join(n + u for n, u in parts).lower() != text.lower():
-        raise SearchError(f"--time must be a duration such as 1h, 30m, 90s or 1h30m. Received: {value!r}")
-    scale = {"h": 3600, "m": 60, "s": 1}
+        raise SearchError(f"--time must be a duration such as 1h, 30m, 90s, 1h30m or 2d. Received: {value!r}")
+    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1}
     seconds = sum(float(n) * scale[(u or "s")[0].lower()] for n, u in parts)
     if not 0 < seconds <= MAX_SECONDS:
         raise SearchError(f"--time must be more than 0 seconds and at most {MAX_SECONDS // 86400} days. "
@@ -159,7 +160,8 @@ def validate(config: SearchConfig) -> None:
     need(config.max_epochs is None or (isinstance(config.max_epochs, int) and 1 <= config.max_epochs <= 1000),
          f"--max-epochs must be a whole number from 1 to 1000. Received: max_epochs={config.max_epochs!r}")
     need(config.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}. Received: {config.sampler!r}")
-    need(config.weights is None or config.weights in WEIGHTS, f"--weights must be one of {', '.join(WEIGHTS)}. Received: {config.weights!r}")
+    need(config.weights is None or config.weights in WEIGHTS,
+         f"--weights must be one of {', '.join(WEIGHTS)}. Received: {config.weights!r}")
     need(config.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}. Received: {config.pruner!r}")
     need(config.seed is None or (isinstance(config.seed, int) and not isinstance(config.seed, bool)
                                  and 0 <= config.seed < 2**32),
