@@ -50,7 +50,10 @@ def test_check_measures_the_arena_of_a_model_whose_untrained_logits_are_flat():
     out = layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.Constant(1e-12),
                        name="predictions")(h)
     artifacts: dict = {}
-    result = check_model(keras.Model(i, out, name="flat_logits"), "tflm", artifacts=artifacts)
+    model = keras.Model(i, out, name="flat_logits")
+    result = check_model(model, "tflm", artifacts=artifacts, untrained=True)
     assert tiny_softmax_inputs(artifacts["tflite"])  # the case: TFLM would abort preparing this graph
     assert result["ok"], result["issues"]
     assert result["arena_bytes"] > 0 and result["flash_bytes"] == len(artifacts["tflite"])
+    trained = check_model(model, "tflm")  # weights said to be trained: collapsed logits are reported, not hidden
+    assert not trained["ok"] and "Softmax" in trained["issues"][0]["problem"]

@@ -39,7 +39,8 @@ def test_bad_budget_size_says_how_to_write_one(text):
 
 @unit
 @pytest.mark.parametrize("text, seconds", [("1h", 3600), ("30m", 1800), ("90s", 90), ("1h30m", 5400), ("45", 45),
-                                           ("2.5m", 150), ("2d", 172800), ("1d12h", 129600)])
+                                           ("2.5m", 150), ("2d", 172800), ("1d12h", 129600), ("2days", 172800),
+                                           ("1hr", 3600), ("2hours", 7200), ("30min", 1800), ("10secs", 10)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -451,3 +452,84 @@ def test_a_full_disk_or_failed_database_stops_the_search_keeping_finished_trials
     assert [t.value for t in study.trials if t.state == TrialState.COMPLETE] == [0.9]
     if failure is _disk_full:  # the trial was recorded as failed: its candidate waits for --resume
         assert [t.state for t in study.trials][-1] == TrialState.WAITING
+
+
+@unit
+def test_a_search_recorded_before_backbones_resumes_with_its_own_families(tmp_path):
+    """A search.json written before backbones joined the default space (no weights key, families null) resumes
+    with the zoo families its study was created with; a new search records its resolved families."""
+    from cnnkeras.search import runner
+
+    (tmp_path / "search.json").write_text(json.dumps({"settings": {"data": "digits", "board": "nucleo-l4r5zi",
+                                                                   "families": None, "seed": 0}}))
+    _, config = runner._settings(SearchConfig(out=str(tmp_path), resume=True))
+    assert config.families == list(FAMILIES)
+
+
+@unit
+def test_a_study_created_with_other_choices_is_a_clear_error(tmp_path, monkeypatch):
+    """Optuna refuses a parameter whose choices changed (another --families on a shared study): exit 2, not its
+    ValueError."""
+    import time
+
+    from cnnkeras.search import runner
+    from cnnkeras.search import trial as trial_mod
+    from cnnkeras.search.study import open_storage, open_study
+
+    study = open_study(SearchConfig(data="digits", board="nucleo-l4r5zi"), open_storage(f"sqlite:///{tmp_path}/s.db"),
+                       4, create=True)
+    study.optimize(lambda t: (Space.for_data((8, 8, 1), ["lean_cnn"]).suggest(t), 0.5)[1], n_trials=1)
+    space = Space.for_data((8, 8, 1), ["lean_cnn", "resnet8"])
+    ctx = trial_mod.Context(source="digits", out=tmp_path, space=space, measurements=None, max_epochs=4, seed=0)
+    monkeypatch.setattr(trial_mod, "objective", lambda trial, ctx: (ctx.space.suggest(trial), 0.5)[1])
+    with pytest.raises(SearchError, match="was created with other choices"):
+        runner._loop(study, ctx, 3, time.monotonic())
+
+
+@unit
+def test_a_database_gone_while_stopping_still_gives_the_clear_error(tmp_path, monkeypatch):
+    import optuna
+
+    from cnnkeras.search import runner
+    from cnnkeras.search import study as study_mod
+    from cnnkeras.search.trial import Context
+
+    def gone(*_):
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+
+    monkeypatch.setattr(study_mod, "counts", gone)
+    ctx = Context(source="digits", out=tmp_path, space=None, measurements=None, max_epochs=4, seed=0)
+    err = runner._stopped(None, ctx, OSError(28, "No space left on device"), [])
+    assert isinstance(err, SearchError) and f"cnnkeras search --out {tmp_path} --resume" in str(err)
+
+
+@unit
+def test_tables_that_cannot_be_created_keep_their_own_message(monkeypatch, tmp_path):
+    import time
+
+    import optuna
+    import sqlalchemy.exc
+
+    from cnnkeras.search.study import open_storage
+
+    def race(*_, **__):
+        raise sqlalchemy.exc.IntegrityError("CREATE TYPE studydirection", {}, Exception("duplicate key value"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", race)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    with pytest.raises(SearchError) as err:
+        open_storage(f"sqlite:///{tmp_path}/s.db")
+    assert "could not create Optuna's tables" in str(err.value) and "cannot open it" not in str(err.value)
+    assert "start one search first" in str(err.value)
+
+
+@unit
+def test_a_sqlite_storage_inside_a_new_search_folder_is_opened_once_the_folder_exists(tmp_path):
+    from cnnkeras.search import runner
+
+    out = tmp_path / "new" / "s"
+    inside = SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(out), storage=f"sqlite:///{out}/study.db")
+    assert runner._early_storage(inside, out) is None  # opened after the folder is created, as before
+    elsewhere = SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(out),
+                             storage=f"sqlite:///{tmp_path}/shared.db")
+    assert runner._early_storage(elsewhere, out) is not None  # opened (and checked) before any work

@@ -239,3 +239,34 @@ def test_only_network_failures_become_the_offline_weights_error(tmp_path, monkey
     monkeypatch.setattr(data_utils, "urlretrieve", broken)
     with pytest.raises(RuntimeError, match="a bug in the download path"):
         build_backbone_model("mobilenet_v2", (96, 96, 3), 4, alpha=0.35, weights="imagenet")
+
+
+def test_a_callback_that_ends_the_run_in_the_head_phase_skips_the_fine_tune_phase():
+    """A search's pruner (or its deadline) stops a pretrained candidate during its frozen-backbone phase: the
+    fine-tune phase must not start (Keras resets stop_training for the next fit)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cnnkeras._keras import keras, layers
+    from cnnkeras.training.transfer.phases import fit_phases
+
+    i = keras.Input((8, 8, 1))
+    h = layers.GlobalAveragePooling2D(name="head_pool")(layers.Conv2D(4, 3, name="body_conv")(i))
+    model = keras.Model(i, layers.Dense(2, activation="softmax", name="predictions")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    started = []
+
+    class StopAll(keras.callbacks.Callback):
+        stop_run = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            started.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = self.stop_run = True
+
+    x, y = np.zeros((4, 8, 8, 1), np.float32), np.array([0, 1, 0, 1])
+    fit_phases(model, model, SimpleNamespace(epochs=4, freeze_epochs=2), initial_epoch=0, callbacks=[StopAll()],
+               x=x, y=y, verbose=0)
+    assert started == [0]

@@ -52,8 +52,14 @@ def _keep_vela_files(out: dict[str, Any], board: Board, keep_dir: Path) -> dict[
     return names
 
 
-def measure_tflm(model_bytes: bytes) -> dict[str, Any]:
+def measure_tflm(model_bytes: bytes, untrained: bool = False) -> dict[str, Any]:
     """The TFLM arena of an int8 flatbuffer (recording allocator + the shipped margin) and its op list.
+
+    Args:
+        model_bytes: The int8 flatbuffer.
+        untrained: Random weights: if their logits span too little range for TFLM's int8 Softmax, measure a copy
+            with that input scale raised (the arena does not depend on scales). A trained model is measured as is,
+            so one whose logits collapsed fails here as it would on the device.
 
     Returns:
         ``{"arena_bytes", "flash_bytes", "ops"}``, what :func:`check_boards` reads from a check result.
@@ -70,7 +76,7 @@ def measure_tflm(model_bytes: bytes) -> dict[str, Any]:
     info = convert.graph_info(model_bytes)
     q = np.zeros((1, *info["input"]["shape"][1:]), np.dtype(info["input"]["dtype"]))
     probe_bytes = model_bytes
-    if tiny_softmax_inputs(model_bytes):  # random weights: TFLM refuses their flat logits; the arena is the same
+    if untrained and tiny_softmax_inputs(model_bytes):  # TFLM refuses flat random logits; the arena is the same
         probe_bytes = with_softmax_scale_floor(model_bytes)
     probe = micro.run_tflm(probe_bytes, q)
     if not probe["arena_used"]:

@@ -119,7 +119,7 @@ def _qat_issues(model: keras.Model) -> list[dict]:
 
 
 def check_model(model: keras.Model, target: str = "tflite-int8", calibration_samples: int = 16,
-                artifacts: dict | None = None) -> dict:
+                artifacts: dict | None = None, untrained: bool = False) -> dict:
     """Convert a model for ``target`` and list everything that would fail.
 
     Args:
@@ -127,6 +127,9 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
         target: One of ``tflite``, ``tflite-int8``, ``tflm``, ``qat``.
         calibration_samples: Random calibration images for int8.
         artifacts: A dict that receives the converted flatbuffer as ``artifacts["tflite"]`` (for ``--board``).
+        untrained: The weights are random (a zoo name or spec, a search candidate): the TFLM arena is measured even
+            when their logits span too little range for TFLM's int8 Softmax (see ``measure_tflm``). A trained
+            model with such logits has collapsed, and is reported.
 
     Returns:
         ``{"model", "target", "ok", "issues": [{"where", "problem", "fix"}], "ops"}``, plus
@@ -168,7 +171,7 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
             from cnnkeras.export.boardcheck import measure_tflm
 
             try:
-                measured = measure_tflm(data)
+                measured = measure_tflm(data, untrained=untrained)
                 extra = {"arena_bytes": measured["arena_bytes"], "flash_bytes": measured["flash_bytes"]}
             except ExportError as exc:
                 issues.append(_issue("tflite-micro", str(exc)[-400:], "use ops TFLM implements (see its "

@@ -153,7 +153,7 @@ def _check_command(args: argparse.Namespace) -> int:
     model = build_for_check(args.model, parse_shape(args.input_shape) if args.input_shape else None, args.num_classes,
                             verify=not args.no_verify, alpha=getattr(args, "alpha", None))
     artifacts: dict = {}
-    result = check_model(model, target, artifacts=artifacts)
+    result = check_model(model, target, artifacts=artifacts, untrained=Path(str(args.model)).suffix.lower() != ".keras")
     text = format_check(result)
     if boards:
         import cnnkeras

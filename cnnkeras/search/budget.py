@@ -146,7 +146,7 @@ def measure(candidate: Candidate, num_classes: int, budget: Budget) -> dict[str,
     _like_trained(model)
     summary = cnnkeras.summarize(model)
     artifacts: dict[str, bytes] = {}
-    result = check_model(model, target="tflm", artifacts=artifacts)
+    result = check_model(model, target="tflm", artifacts=artifacts, untrained=True)
     base = {"params": int(summary.total_params), "macs": int(summary.total_macs), "measured": True}
     if not result["ok"] or "arena_bytes" not in result:
         problem = "; ".join(f"{i['where']}: {i['problem']}" for i in result["issues"])[:300]
@@ -242,11 +242,11 @@ def preflight(space: Space, num_classes: int, budget: Budget, measurements: Meas
     if lat is not None and fastest[1]["latency_ms"] > lat:
         raise SearchError(f"no candidate runs within {lat:g} ms on {budget.board.name}: the fastest "
                           f"({fastest[0].arch_label()}) needs ~{fastest[1]['latency_ms']:.3g} ms (estimate). Raise "
-                          f"--max-latency-ms or choose a faster board{_smaller_images(fastest[0])}.")
+                          f"--max-latency-ms or choose a faster board{_smaller_images(space)}.")
     picks = {id(r[0]): r[0] for key in ("ram_bytes", "flash_bytes") for r in sorted(rows, key=lambda r: r[1][key])[:3]}
     measured = [(c, measurements(c)) for c in picks.values()]
     if not any(m["fits"] for _, m in measured):
-        _raise_nothing_fits(measured, budget)
+        _raise_nothing_fits(measured, budget, space)
     return {"architectures": len(rows), "estimated_fit": sum(1 for _, e in rows if e["fits"]),
             "smallest": min((m["ram_bytes"] for _, m in measured if "ram_bytes" in m), default=None), "rows": rows}
 
@@ -278,17 +278,24 @@ def _estimates(space: Space, budget: Budget, estimator: Any) -> tuple[list, tupl
     return rows, fastest
 
 
-def _smaller_images(cand: Candidate) -> str:
-    """The ``--image-size`` advice, only where smaller images than the space's smallest are possible."""
-    from cnnkeras.search.space import MIN_SIDE
+def _smaller_images(space: Space) -> str:
+    """The ``--image-size`` advice, only where a family could take smaller images than the space's smallest
+    (zoo families go down to 8 pixels, backbones to 32)."""
+    from cnnkeras.search.space import BACKBONE_ALPHAS, BACKBONE_MIN_SIDE, MIN_SIDE
 
-    h, w = cand.image_size
-    if min(h, w) <= MIN_SIDE:
-        return ""
-    return f", or a smaller --image-size (the smallest size searched was {h}x{w})"
+    groups = []
+    if any(f not in BACKBONE_ALPHAS for f in space.families):
+        groups.append((space.resolutions, MIN_SIDE))
+    if any(f in BACKBONE_ALPHAS for f in space.families):
+        groups.append((space.backbone_resolutions, BACKBONE_MIN_SIDE))
+    for sizes, floor in groups:
+        h, w = min((tuple(int(v) for v in s.split("x")) for s in sizes), key=min)
+        if min(h, w) > floor:
+            return f", or a smaller --image-size (the smallest size searched was {h}x{w})"
+    return ""
 
 
-def _raise_nothing_fits(measured: list, budget: Budget) -> None:
+def _raise_nothing_fits(measured: list, budget: Budget, space: Space) -> None:
     ok = [(c, m) for c, m in measured if "ram_bytes" in m]
     if not ok:
         raise SearchError(f"none of the smallest candidates runs in TFLite-Micro: {measured[0][1]['reasons'][0]}")
@@ -298,7 +305,7 @@ def _raise_nothing_fits(measured: list, budget: Budget) -> None:
         raise SearchError(f"no candidate fits {kib(target.sram_bytes)} of RAM on {budget.board.name}: the smallest "
                           f"needs {kib(m['ram_bytes'])} ({cand.arch_label()}: arena {kib(m['arena_bytes'])} measured + "
                           f"runtime ~{kib(m['ram_bytes'] - m['arena_bytes'])}). Raise --max-ram or choose a board "
-                          f"with more RAM{_smaller_images(cand)}.")
+                          f"with more RAM{_smaller_images(space)}.")
     cand, m = min(ok, key=lambda r: r[1]["flash_bytes"])
     raise SearchError(f"no candidate fits {kib(target.flash_bytes)} of flash on {budget.board.name}: the smallest "
                       f"needs {kib(m['flash_bytes'])} ({cand.arch_label()}: model {kib(m['model_bytes'])} + TFLM code "

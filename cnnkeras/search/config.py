@@ -20,7 +20,7 @@ WEIGHTS = ("none", "imagenet")
 MAX_TRIALS = 100_000  # a bound that no real search reaches; 10^30 trials would never end
 MAX_SECONDS = 30 * 86400
 DEFAULT_TRIALS = 20
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|days?|h|hr|hours?|m|min|minutes?|s|sec|seconds?)?", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)?", re.IGNORECASE)
 
 
 class SearchError(UserError):

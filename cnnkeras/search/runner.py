@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cnnkeras.search.config import DEFAULT_TRIALS, SearchConfig, SearchError, parse_duration, validate, with_defaults
-from cnnkeras.search.space import Space, check_families
+from cnnkeras.search.space import FAMILIES, Space, check_families
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "search.json"
@@ -61,6 +61,7 @@ def search(config: SearchConfig | None = None, **options: Any) -> dict[str, Any]
     trials = config.trials or (None if seconds else DEFAULT_TRIALS)
     source, info, max_epochs, steps_per_epoch = _data(config)
     space = Space.for_data(info.input_shape, config.families, config.weights)
+    config = dataclasses.replace(config, families=list(space.families))  # recorded: a resume keeps this space
     measurements = Measurements(info.num_classes, budget)
     log.info("search space: %s", space.describe())
     log.info("target %s; measuring the smallest candidates in TFLite-Micro", budget.describe())
@@ -129,7 +130,9 @@ def _settings(config: SearchConfig) -> tuple[Path, SearchConfig]:
         raise SearchError(f"{out} already holds a search. Continue it with --resume (cnnkeras search --out {out} "
                           "--resume), or choose another --out.")
     saved = read_json(path, SETTINGS_FILE, fix="Start a new search in another --out.")
-    recorded = saved.get("settings") or {}
+    recorded = dict(saved.get("settings") or {})
+    if "weights" not in recorded and recorded.get("families") is None:  # recorded before backbones joined the
+        recorded["families"] = list(FAMILIES)                           # default space: the study's own choices
     given = config.settings()
     clash = [f"--{k.replace('_', '-')} {given[k]!r} (the search has {recorded.get(k)!r})" for k in given
              if given[k] is not None and k in recorded and given[k] != recorded[k]]
@@ -182,7 +185,12 @@ def _early_storage(config: SearchConfig, out: Path) -> Any:
 
     if not (config.storage or (out / STUDY_FILE).exists()):
         return None
-    return open_storage(storage_url(config, out), given=bool(config.storage))
+    url = storage_url(config, out)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):]).resolve()
+        if not path.parent.exists() and out.resolve() in (path.parent, *path.parent.parents):
+            return None  # a SQLite file inside the search folder, which does not exist yet: opened once created
+    return open_storage(url, given=bool(config.storage))
 
 
 def _study(config: SearchConfig, out: Path, fidelity: tuple[int, int], space: Space, info: Any, rows: list,
@@ -251,6 +259,8 @@ def _loop(study: Any, ctx: Any, trials: int | None, start: float) -> int | None:
                 study.optimize(lambda t: objective(t, ctx), n_trials=1, catch=(UserError,), gc_after_trial=True,
                                callbacks=[lambda _, trial: ran.append(trial)])
             except Exception as exc:  # noqa: BLE001 - re-raised unless the study's database failed (disk full, gone)
+                if isinstance(exc, ValueError) and "dynamic value space" in str(exc):
+                    raise _other_space(study) from None
                 failure = _storage_failure(exc)
                 if failure is None:
                     raise
@@ -264,6 +274,14 @@ def _loop(study: Any, ctx: Any, trials: int | None, start: float) -> int | None:
             if flag["stop"]:
                 return last.number
     return None
+
+
+def _other_space(study: Any) -> SearchError:
+    """A study created with other choices (Optuna refuses a parameter whose choices changed)."""
+    return SearchError(f"study {study.study_name!r} was created with other choices (families, sizes, channels or "
+                       "weights) than this search's: every process of one study must search the same --data, "
+                       "--families, --weights and --image-size. Use the study's own settings (--resume), or another "
+                       "--study-name.")
 
 
 def _storage_failure(exc: BaseException) -> BaseException | None:
@@ -286,9 +304,11 @@ def _storage_failure(exc: BaseException) -> BaseException | None:
 
 def _stopped(study: Any, ctx: Any, exc: BaseException, ran: list) -> SearchError:
     """The error that ends a search whose trial could not write (disk full, read-only) or whose study database
-    failed: what is lost, what is kept, how to continue. The lost trial's candidate is queued again for --resume."""
+    failed: what is lost, what is kept, how to continue. A trial that failed writing is queued again for --resume;
+    one cut off by the database stays RUNNING, and --resume on this machine queues it again (``recover_stale``)."""
     import re
 
+    import optuna
     import sqlalchemy.exc
 
     from cnnkeras.search.study import counts
@@ -298,7 +318,7 @@ def _stopped(study: Any, ctx: Any, exc: BaseException, ran: list) -> SearchError
     if isinstance(exc, sqlalchemy.exc.DatabaseError):
         reason = f"the study's database failed ({reason})"
     kept = ""
-    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError):  # the database is gone
         kept = f" {counts(study)['trained']} trained trial(s) are saved in the study."
         if ran and ran[-1].state.name == "FAIL":
             study.enqueue_trial(ran[-1].params, skip_if_exists=False)  # --resume trains it again

@@ -48,6 +48,8 @@ def open_storage(url: str, given: bool = True) -> Any:
         kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}}  # several processes wait for the file lock
     try:
         return _create_storage(url, kwargs)
+    except SearchError:  # a UserError is a ValueError too: keep its own message
+        raise
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DatabaseError, ImportError, ValueError) as exc:
         why = str(exc).splitlines()[0][:200]
         if not given:
@@ -116,7 +118,7 @@ def make_sampler(config: SearchConfig) -> Any:
     """
     import optuna
 
-    seed = (config.seed + os.getpid()) % 2**32 if config.storage else config.seed
+    seed = ((config.seed or 0) + os.getpid()) % 2**32 if config.storage else config.seed
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=6, multivariate=True, group=True,

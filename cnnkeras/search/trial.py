@@ -57,7 +57,9 @@ def _pruning_callback(trial: Any, deadline: float | None) -> Any:
     from cnnkeras._keras import keras
 
     class Prune(keras.callbacks.Callback):
-        """Reports each epoch's validation accuracy to the pruner; stops when told to, or at the deadline."""
+        """Reports each epoch's validation accuracy to the pruner; stops when told to, or at the deadline.
+
+        ``stop_run`` ends a transfer run's later phase too (``fit_phases`` would otherwise start it)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -65,6 +67,7 @@ def _pruning_callback(trial: Any, deadline: float | None) -> Any:
             self.out_of_time = False
             self.epochs = 0
             self.last_value: float | None = None
+            self.stop_run = False
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.epochs = epoch + 1
@@ -74,10 +77,10 @@ def _pruning_callback(trial: Any, deadline: float | None) -> Any:
                 trial.report(float(value), epoch + 1)
                 if trial.should_prune():
                     self.pruned_at = epoch + 1
-                    self.model.stop_training = True
+                    self.model.stop_training = self.stop_run = True
             if deadline is not None and time.monotonic() > deadline:
                 self.out_of_time = True
-                self.model.stop_training = True
+                self.model.stop_training = self.stop_run = True
 
     return Prune()
 

@@ -137,7 +137,7 @@ def fit_phases(fit_model: Any, model: Any, config: Any, *, initial_epoch: int, c
         for cb in callbacks:  # the next phase's fit appends to the same history.csv
             if isinstance(cb, keras.callbacks.CSVLogger):
                 cb.append = True
-        if getattr(fit_model, "stop_training", False) and any(getattr(cb, "nan_epoch", None) is not None
-                                                              for cb in callbacks):
-            return  # diverged: the caller reports it
+        if getattr(fit_model, "stop_training", False) and any(
+                getattr(cb, "nan_epoch", None) is not None or getattr(cb, "stop_run", False) for cb in callbacks):
+            return  # diverged (the caller reports it), or a callback ended the whole run (a search's pruner)
     set_phase(model, "all")
