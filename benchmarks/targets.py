@@ -73,7 +73,7 @@ def model_facts(name: str, input_shape: tuple[int, ...], num_classes: int) -> di
     x = np.random.default_rng(0).uniform(0, 255, (32, *input_shape)).astype(np.float32)
     data = convert.to_tflite(model, FORMATS["tflite_int8"], convert.representative_dataset(x, len(x)))
     try:
-        tflm = measure_tflm(data)
+        tflm = measure_tflm(data, untrained=True)
     except ExportError as exc:  # a row that says why, not a lost run
         tflm = {"error": str(exc).strip().splitlines()[-1][:300], "ops": convert.graph_info(data)["ops"]}
     return {"summary": summary, "model_bytes": data, "tflm": tflm, "macs": int(summary.total_macs),

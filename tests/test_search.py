@@ -457,7 +457,7 @@ def test_a_full_disk_or_failed_database_stops_the_search_keeping_finished_trials
 @unit
 def test_a_search_recorded_before_backbones_resumes_with_its_own_families(tmp_path):
     """A search.json written before backbones joined the default space (no weights key, families null) resumes
-    with the zoo families its study was created with; a new search records its resolved families."""
+    with the zoo families its study was created with."""
     from cnnkeras.search import runner
 
     (tmp_path / "search.json").write_text(json.dumps({"settings": {"data": "digits", "board": "nucleo-l4r5zi",
@@ -530,6 +530,44 @@ def test_a_sqlite_storage_inside_a_new_search_folder_is_opened_once_the_folder_e
     out = tmp_path / "new" / "s"
     inside = SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(out), storage=f"sqlite:///{out}/study.db")
     assert runner._early_storage(inside, out) is None  # opened after the folder is created, as before
+    above = SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(out), storage=f"sqlite:///{out.parent}/a.db")
+    assert runner._early_storage(above, out) is None  # --out's parents are created with it
     elsewhere = SearchConfig(data="digits", board="nucleo-l4r5zi", out=str(out),
                              storage=f"sqlite:///{tmp_path}/shared.db")
     assert runner._early_storage(elsewhere, out) is not None  # opened (and checked) before any work
+
+
+def test_a_new_search_records_its_resolved_families_and_resumes_with_them(tmp_path):
+    """search.json records the families the study was created with (not null), so a later default space (more
+    families) cannot change a resumed study's choices."""
+    out = tmp_path / "s"
+    base = ["search", "--data", "digits", "--board", "nucleo-l4r5zi", "--max-epochs", "1", "--no-export"]
+    assert main([*base, "--trials", "1", "--out", str(out)]) == 0
+    settings = json.loads((out / "search.json").read_text())["settings"]
+    assert settings["families"] == list(FAMILIES) and settings["weights"] == "none" and settings["seed"] == 0
+    assert main(["search", "--out", str(out), "--resume", "--trials", "2", "--no-export"]) == 0
+
+
+@unit
+@pytest.mark.parametrize("pruned", [True, False])
+def test_the_pruning_callback_ends_the_whole_run(pruned):
+    """Pruned or out of time: ``stop_run`` tells a transfer run not to start its fine-tune phase."""
+    from types import SimpleNamespace
+
+    from cnnkeras.search.trial import _pruning_callback
+
+    trial = SimpleNamespace(report=lambda value, step: None, should_prune=lambda: pruned)
+    cb = _pruning_callback(trial, deadline=None if pruned else 0.0)
+    cb.set_model(SimpleNamespace(stop_training=False))
+    cb.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert cb.stop_run and cb.model.stop_training and (cb.pruned_at == 1) == pruned and cb.out_of_time != pruned
+
+
+@unit
+def test_image_size_advice_follows_the_families_floor():
+    from cnnkeras.search.budget import _smaller_images
+
+    assert _smaller_images(Space.for_data((32, 32, 3), ["mobilenet_v2"])) == ""  # backbones stop at 32x32
+    assert "was 40x40" in _smaller_images(Space.for_data((40, 40, 3), ["mobilenet_v2"]))
+    assert "was 16x16" in _smaller_images(Space.for_data((32, 32, 3), ["lean_cnn"]))
+    assert _smaller_images(Space.for_data((8, 8, 1))) == ""

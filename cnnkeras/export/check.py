@@ -174,8 +174,10 @@ def check_model(model: keras.Model, target: str = "tflite-int8", calibration_sam
                 measured = measure_tflm(data, untrained=untrained)
                 extra = {"arena_bytes": measured["arena_bytes"], "flash_bytes": measured["flash_bytes"]}
             except ExportError as exc:
-                issues.append(_issue("tflite-micro", str(exc)[-400:], "use ops TFLM implements (see its "
-                                     "all_ops_resolver) or a smaller model"))
+                collapsed = "Softmax" in str(exc) and "untrained or has collapsed" in str(exc)
+                issues.append(_issue("tflite-micro", str(exc)[-400:],
+                                     "train it further, or check its labels and learning rate" if collapsed else
+                                     "use ops TFLM implements (see its all_ops_resolver) or a smaller model"))
     return {"model": model.name, "target": target, "ok": not issues, "issues": issues, "ops": ops, **extra}
 
 

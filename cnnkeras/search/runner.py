@@ -187,9 +187,9 @@ def _early_storage(config: SearchConfig, out: Path) -> Any:
         return None
     url = storage_url(config, out)
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):]).resolve()
-        if not path.parent.exists() and out.resolve() in (path.parent, *path.parent.parents):
-            return None  # a SQLite file inside the search folder, which does not exist yet: opened once created
+        folder, out_abs = Path(url[len("sqlite:///"):]).resolve().parent, out.resolve()
+        if not folder.exists() and folder in (out_abs, *out_abs.parents):
+            return None  # in --out or a folder above it, which the search creates: opened once they exist
     return open_storage(url, given=bool(config.storage))
 
 
