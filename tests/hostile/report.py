@@ -146,7 +146,7 @@ def render(rows: dict[str, dict], baseline: dict | None) -> str:
     lines += ["", "## Hostile corpus", "",
               f"{len(every)} generated cases (tests/hostile/, no checked-in binaries), each run through the "
               "CLI that meets it (`cnnkeras train | predict | analyze | augment-preview | summary | check | "
-              "export`, and `train --resume`). A case passes when its exit code is one it allows (2; a few odd but "
+              "export | search`, and `train --resume`, `search --resume`). A case passes when its exit code is one it allows (2; a few odd but "
               "legitimate inputs, e.g. a 16-bit PNG or a bit flip in unused bytes, may also succeed with 0), a "
               "refusal prints a one-line reason, no traceback is printed, no planted code ran, nothing died by a "
               "signal or hung, and the good fixture files are byte-identical afterwards.", "",
