@@ -179,15 +179,25 @@ print("opened", storage.get_all_studies())
 """
 
 
-def test_machines_starting_together_on_a_fresh_database_all_open_it(postgres_url):
-    """Each machine of a shared search creates Optuna's tables at its start; on a fresh PostgreSQL database those
-    creations race (a unique-key violation on the catalog type ``studydirection`` failed one worker in CI)."""
+def _open_at_once(url: str) -> None:
     start = time.time() + 8  # all processes past their imports, then released at the same instant
-    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, postgres_url, str(start)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(6)]
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, str(start)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(12)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, text in zip(procs, outputs):
         assert p.returncode == 0 and "opened []" in text, text[-2000:]
+
+
+def test_machines_starting_together_on_a_fresh_database_all_open_it(postgres_url):
+    """Each machine of a shared search creates Optuna's tables at its start; on a fresh PostgreSQL database those
+    creations race (a unique-key violation on the catalog type ``studydirection`` failed one worker in CI)."""
+    _open_at_once(postgres_url)
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_file_all_open_it(tmp_path):
+    """The same race in one SQLite file ("table studies already exists" failed a worker once the storage was
+    opened before the pre-flight)."""
+    _open_at_once(f"sqlite:///{tmp_path}/shared.db")
 
 
 def _complete_trials(db: Path) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from cnnkeras.search.config import SearchConfig, SearchError
 log = logging.getLogger(__name__)
 STUDY_FILE = "study.db"
 HEARTBEAT_S, GRACE_S = 30, 120
+_RACE_TEXT = re.compile(r"already exists|database is locked", re.IGNORECASE)
 SCHEMA_TRIES = 6  # creations of the storage's tables raced by other processes
 MIN_RUNG_STEPS = 300  # optimizer steps before the pruner first judges a candidate
 
@@ -65,7 +67,8 @@ def _create_storage(url: str, kwargs: dict[str, Any]) -> Any:
 
     Machines that start together on a fresh database all run Optuna's ``CREATE TABLE``/``CREATE TYPE``; PostgreSQL
     then fails all but one with a unique-key violation on its catalog (``pg_type_typname_nsp_index``) or "already
-    exists". Tables created by the winner are found on the next try, so a few tries with jitter settle it.
+    exists", SQLite with "table ... already exists" or "database is locked". Tables created by the winner are found
+    on the next try, so a few tries with jitter settle it.
     """
     import random
     import time
@@ -78,7 +81,10 @@ def _create_storage(url: str, kwargs: dict[str, Any]) -> Any:
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                               heartbeat_stale_trial_callback=retry, **kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
+            raced = not isinstance(exc, sqlalchemy.exc.OperationalError) or _RACE_TEXT.search(str(exc))
+            if not raced:  # unreachable server, missing folder: no use trying again
+                raise
             if attempt == SCHEMA_TRIES - 1:
                 raise SearchError(f"--storage {url!r}: could not create Optuna's tables "
                                   f"({str(exc).splitlines()[0][:200]}). Check that the database user may create tables; if "
