@@ -404,12 +404,17 @@ def _storage_full(*_: object) -> None:
 
 
 def _disk_full(ctx: object) -> None:
-    from cnnkeras.search.trial import _write_failure_recorded
-    from cnnkeras.training.errors import RunWriteError
+    """The error training raises when the disk fills under a trial's run (built by the run guard, as training does)."""
+    import errno
 
+    from cnnkeras.search.trial import _write_failure_recorded
+    from cnnkeras.training.run.guard import RunGuard, _write_error
+
+    guard = RunGuard(None)
+    guard.run_dir = ctx.out / "trials" / "trial_0001"
+    full = OSError(errno.ENOSPC, "No space left on device", str(guard.run_dir / "history.csv"))
     with _write_failure_recorded(ctx):
-        raise RunWriteError("cannot write the run in trials/trial_0001: the disk is full (history.csv). Free some "
-                            "space or choose another --out. No epoch had finished.")
+        raise _write_error(guard, full)
 
 
 @unit

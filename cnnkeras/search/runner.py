@@ -306,15 +306,13 @@ def _stopped(study: Any, ctx: Any, exc: BaseException, ran: list) -> SearchError
     """The error that ends a search whose trial could not write (disk full, read-only) or whose study database
     failed: what is lost, what is kept, how to continue. A trial that failed writing is queued again for --resume;
     one cut off by the database stays RUNNING, and --resume on this machine queues it again (``recover_stale``)."""
-    import re
-
     import optuna
     import sqlalchemy.exc
 
     from cnnkeras.search.study import counts
 
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    reason = re.split(r" (?:Free some space|Make it writable)", text)[0][:600]  # not the trial run's own advice
+    text = getattr(exc, "problem", None) or str(exc) or type(exc).__name__  # a RunWriteError's, without its advice  # a RunWriteError's, without its advice
+    reason = text.splitlines()[0][:600]
     if isinstance(exc, sqlalchemy.exc.DatabaseError):
         reason = f"the study's database failed ({reason})"
     kept = ""

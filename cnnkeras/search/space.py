@@ -35,10 +35,12 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
+from cnnkeras.backbones import MIN_SIZE
+
 FAMILIES = ("lean_cnn", "simple_cnn", "ds_cnn", "mobilenet_tiny", "resnet8")
 BACKBONE_ALPHAS = {"mobilenet": (0.25, 0.5, 0.75, 1.0), "mobilenet_v2": (0.35, 0.5, 0.75, 1.0),
                    "mobilenet_v3_small_minimalistic": (0.5, 0.75, 1.0)}
-BACKBONE_MIN_SIDE = 32
+BACKBONE_MIN_SIDE = MIN_SIZE  # keras.applications refuse smaller inputs
 BACKBONE_DEFAULT_SIDE = 64
 WIDTHS = (0.25, 0.5, 0.75, 1.0, 1.5)
 DEPTHS = (1, 2, 3)

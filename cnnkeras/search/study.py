@@ -86,10 +86,9 @@ def _create_storage(url: str, kwargs: dict[str, Any]) -> Any:
             if not raced:  # unreachable server, missing folder: no use trying again
                 raise
             if attempt == SCHEMA_TRIES - 1:
-                raise SearchError(f"--storage {url!r}: could not create Optuna's tables "
-                                  f"({str(exc).splitlines()[0][:200]}). Check that the database user may create tables; if "
-                                  "other machines were starting at the same moment, start one search first, then "
-                                  "the others.") from None
+                raise SearchError(f"--storage {url!r}: could not create Optuna's tables ({str(exc).splitlines()[0][:200]})"
+                                  ". Check that the database user may create tables; if other machines were starting "
+                                  "at the same moment, start one search first, then the others.") from None
             log.info("storage tables were being created by another process; trying again")
             time.sleep(0.2 + random.random() * (attempt + 1))
     raise AssertionError("unreachable")

@@ -16,4 +16,12 @@ class RunWriteError(TrainingError, OutputError):
 
     An :class:`OutputError` too, so a caller running many trainings (``search``) can tell a full disk, which stops
     every later run as well, from a run that failed on its own.
+
+    Attributes:
+        problem: What could not be written and why, without the advice for a single run (``--resume`` it, choose
+            another ``--out``), which a caller running many trainings replaces with its own.
     """
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem or message

@@ -195,7 +195,7 @@ def _write_error(guard: RunGuard, exc: BaseException) -> RunWriteError | None:
     """A failed write in the run as a user error that says what is intact (``None``: not a write failure)."""
     if isinstance(exc, OutputError):  # an atomic write already named the file and the cause
         intact = guard.outcome()
-        return RunWriteError(f"{exc} {intact[0].upper()}{intact[1:]}")
+        return RunWriteError(f"{exc} {intact[0].upper()}{intact[1:]}", problem=str(exc))
     if not isinstance(exc, write_error_types()):
         return None
     why = write_problem(exc)
@@ -206,8 +206,8 @@ def _write_error(guard: RunGuard, exc: BaseException) -> RunWriteError | None:
     detail = getattr(exc, "filename", None) or re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(exc).splitlines()[0])[:300]
     fix = "Free some space" if "full" in why or "quota" in why else "Make it writable"
     intact = guard.outcome()
-    return RunWriteError(f"cannot write the run in {where}: {why} ({detail}). {fix} or choose another --out. "
-                         f"{intact[0].upper()}{intact[1:]}")
+    problem = f"cannot write the run in {where}: {why} ({detail})."
+    return RunWriteError(f"{problem} {fix} or choose another --out. {intact[0].upper()}{intact[1:]}", problem=problem)
 
 
 @contextlib.contextmanager
